@@ -1,0 +1,3 @@
+"""crossrec: cross-domain recommendation with large pretrained models."""
+
+__version__ = "0.1.0"

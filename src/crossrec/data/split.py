@@ -1,0 +1,195 @@
+"""Seeded, reproducible splits: cold-start users, leave-one-out, temporal, predefined.
+
+Every split keeps the full id spaces; only the training interactions shrink. The truth frames
+(``valid``/``test``) have the interaction columns (``user, item, domain, rating, timestamp``) with
+global item indices. A user in the truth is *cold* when they have no training interaction in the
+target domain, *warm* otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from crossrec.data.dataset import MultiDomainDataset
+from crossrec.errors import DataError
+
+TRUTH_COLUMNS = ["user", "item", "domain", "rating", "timestamp"]
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Training data plus held-out truth for one target domain."""
+
+    train: MultiDomainDataset
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    target: str
+    name: str
+    params: dict = field(default_factory=dict)
+
+    def truth(self, part: str = "test", domain: str | None = None) -> pd.DataFrame:
+        """Held-out interactions of ``part`` ("valid" / "test") in ``domain`` (default: target)."""
+        if part not in ("valid", "test"):
+            raise ValueError(f"part must be 'valid' or 'test', not {part!r}")
+        frame = self.valid if part == "valid" else self.test
+        d = self.train.info.domain_index(domain or self.target)
+        return frame[frame["domain"].to_numpy() == d]
+
+    def user_groups(self, users: np.ndarray, domain: str | None = None) -> np.ndarray:
+        """``"cold"`` / ``"warm"`` per user: cold = no training interaction in ``domain``."""
+        known = self.train.domain_users(domain or self.target)
+        return np.where(np.isin(users, known), "warm", "cold").astype(object)
+
+    def describe(self) -> dict:
+        out = {"name": self.name, "target": self.target, **self.params,
+               "train_interactions": len(self.train.interactions)}
+        for part in ("valid", "test"):
+            t = self.truth(part)
+            users = np.unique(t["user"].to_numpy())
+            groups = self.user_groups(users)
+            out[f"{part}_users"] = len(users)
+            out[f"{part}_cold_users"] = int((groups == "cold").sum())
+            out[f"{part}_interactions"] = len(t)
+        return out
+
+
+def _as_tuple(x: str | Sequence[str]) -> tuple[str, ...]:
+    return (x,) if isinstance(x, str) else tuple(x)
+
+
+def _truth(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[TRUTH_COLUMNS].reset_index(drop=True)
+
+
+def cold_start_users(
+    dataset: MultiDomainDataset,
+    source: str | Sequence[str],
+    target: str,
+    ratio: float = 0.2,
+    *,
+    valid_share: float = 0.5,
+    seed: int = 0,
+) -> Split:
+    """The EMCDR / PTUPCDR / CDRIB protocol.
+
+    Among users with interactions in the target and in a source domain, a fraction ``ratio``
+    become cold-start users: all their target interactions leave training and become the truth
+    (``valid_share`` of these users for validation, the rest for test); their source history
+    stays in training.
+    """
+    if not 0.0 < ratio < 1.0:
+        raise DataError(f"cold_start_users: ratio must be in (0, 1), got {ratio}")
+    sources = _as_tuple(source)
+    for d in (*sources, target):
+        dataset.info.domain_index(d)
+    if target in sources:
+        raise DataError(f"cold_start_users: target {target!r} is also a source")
+    overlap = np.unique(np.concatenate([dataset.overlap_users(s, target) for s in sources]))
+    if len(overlap) < 2:
+        raise DataError(
+            f"cold_start_users: domains {', '.join(sources)} and {target!r} share "
+            f"{len(overlap)} users; a cold-start split needs overlapping users"
+        )
+    rng = np.random.default_rng(seed)
+    cold = rng.permutation(overlap)[: max(2, int(round(ratio * len(overlap))))]
+    n_valid = max(1, int(round(valid_share * len(cold))))
+    valid_users, test_users = np.sort(cold[:n_valid]), np.sort(cold[n_valid:])
+    inter = dataset.interactions
+    t = dataset.info.domain_index(target)
+    in_target = inter["domain"].to_numpy() == t
+    users = inter["user"].to_numpy()
+    is_valid = in_target & np.isin(users, valid_users)
+    is_test = in_target & np.isin(users, test_users)
+    params = {"sources": list(sources), "ratio": ratio, "valid_share": valid_share, "seed": seed,
+              "overlap_users": len(overlap), "cold_users": len(cold)}
+    return Split(
+        train=dataset.with_interactions(inter[~(is_valid | is_test)]),
+        valid=_truth(inter[is_valid]),
+        test=_truth(inter[is_test]),
+        target=target,
+        name=f"cold_start_users(ratio={ratio})",
+        params=params,
+    )
+
+
+def leave_one_out(dataset: MultiDomainDataset, domain: str, *, min_interactions: int = 3) -> Split:
+    """Per user of ``domain``: the last interaction is test, the one before is valid.
+
+    Order is by timestamp, ties by row order. Users with fewer than ``min_interactions`` in the
+    domain stay entirely in training.
+    """
+    d = dataset.info.domain_index(domain)
+    inter = dataset.interactions
+    dom = inter[inter["domain"].to_numpy() == d]
+    dom = dom.assign(_row=np.arange(len(dom))).sort_values(["user", "timestamp", "_row"])
+    size = dom.groupby("user")["item"].transform("size").to_numpy()
+    rank_from_end = dom.groupby("user").cumcount(ascending=False).to_numpy()
+    eligible = size >= min_interactions
+    test_idx = dom.index[eligible & (rank_from_end == 0)]
+    valid_idx = dom.index[eligible & (rank_from_end == 1)]
+    held = inter.index.isin(test_idx.union(valid_idx))
+    return Split(
+        train=dataset.with_interactions(inter[~held]),
+        valid=_truth(inter.loc[valid_idx]),
+        test=_truth(inter.loc[test_idx]),
+        target=domain,
+        name="leave_one_out",
+        params={"min_interactions": min_interactions},
+    )
+
+
+def temporal(
+    dataset: MultiDomainDataset, domain: str, *, valid_frac: float = 0.1, test_frac: float = 0.1
+) -> Split:
+    """Global time cut in ``domain``: the latest ``test_frac`` of its interactions are test,
+    the ``valid_frac`` before them valid. Other domains keep only interactions before the valid
+    cut, so no future leaks in through a source domain."""
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise DataError("temporal: valid_frac and test_frac must be in (0, 1) with sum < 1")
+    d = dataset.info.domain_index(domain)
+    inter = dataset.interactions
+    ts = inter["timestamp"].to_numpy()
+    in_dom = inter["domain"].to_numpy() == d
+    if np.all(ts[in_dom] == ts[in_dom][0]):
+        raise DataError(f"temporal: domain {domain!r} has no timestamps (all equal)")
+    t_valid, t_test = np.quantile(ts[in_dom], [1 - valid_frac - test_frac, 1 - test_frac])
+    is_test = in_dom & (ts > t_test)
+    is_valid = in_dom & (ts > t_valid) & ~is_test
+    future = ~in_dom & (ts > t_valid)
+    return Split(
+        train=dataset.with_interactions(inter[~(is_test | is_valid | future)]),
+        valid=_truth(inter[is_valid]),
+        test=_truth(inter[is_test]),
+        target=domain,
+        name="temporal",
+        params={"valid_frac": valid_frac, "test_frac": test_frac,
+                "valid_cut": int(t_valid), "test_cut": int(t_test)},
+    )
+
+
+def predefined(dataset: MultiDomainDataset, target: str) -> Split:
+    """The split the source ships with (the ``part`` column: train / valid / test).
+
+    Truth frames keep every domain; evaluation picks the rows of the domain it ranks.
+    """
+    dataset.info.domain_index(target)
+    inter = dataset.interactions
+    if "part" not in inter.columns:
+        raise DataError(
+            f"dataset {dataset.name!r} has no predefined split (no 'part' column); "
+            "give a split file when preparing it, or use another split"
+        )
+    part = inter["part"].astype(str).to_numpy()
+    train = inter[part == "train"].drop(columns="part")
+    return Split(
+        train=dataset.with_interactions(train),
+        valid=_truth(inter[part == "valid"]),
+        test=_truth(inter[part == "test"]),
+        target=target,
+        name="predefined",
+        params={},
+    )

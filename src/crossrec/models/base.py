@@ -1,0 +1,173 @@
+"""The model interfaces: Recommender (fit/score), TorchRecommender (loss + stages), Query, Stage.
+
+Every model scores *all* items of one domain for a batch of users; evaluation and serving call
+``score`` and nothing else. Learned state goes through ``state`` / ``restore`` as plain named
+arrays, so a bundle can be written with safetensors (never pickle).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from crossrec.data.dataset import MultiDomainDataset
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's config: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BaselineConfig(ModelConfig):
+    """Config shared by baselines that can learn from the target alone or all domains merged."""
+
+    train_on: Literal["target", "all"] = "target"
+
+
+@dataclass
+class Query:
+    """What evaluation and serving pass to ``score``.
+
+    Attributes:
+        users: ``[B]`` user indices (int64).
+        history: optional ``[B, L]`` global item indices across domains, -1 = padding; when
+            given it replaces the users' training history (anonymous / live requests).
+    """
+
+    users: torch.Tensor
+    history: torch.Tensor | None = None
+
+
+@dataclass
+class FitOptions:
+    """How to fit: roles of the domains, seed, device, validation hook, logging."""
+
+    target: str
+    sources: tuple[str, ...] = ()
+    seed: int = 0
+    device: str = "cpu"
+    validate: Callable[[Recommender], float] | None = None  # higher is better (e.g. NDCG@10)
+    progress: bool = True
+    run_dir: Path | None = None
+
+
+@dataclass
+class Stage:
+    """One phase of training (e.g. pre-train on sources, then fine-tune on the target).
+
+    ``name`` is passed to ``TorchRecommender.loss``; ``domains`` limits the batches to those
+    domains (empty = all); ``trainable`` lists parameter-name prefixes to train (empty = all).
+    """
+
+    name: str
+    epochs: int = 20
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 1024
+    domains: tuple[str, ...] = ()
+    trainable: tuple[str, ...] = ()
+    patience: int = 5  # epochs without validation improvement before stopping
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Recommender(ABC):
+    """A model that, once fitted, scores every item of a domain for a batch of users."""
+
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    name: ClassVar[str] = "recommender"
+
+    def __init__(self, config: ModelConfig | dict | None = None, **overrides: Any) -> None:
+        data = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
+        self.config = self.Config(**{**data, **overrides})
+        self.train_data: MultiDomainDataset | None = None
+        self.options: FitOptions | None = None
+
+    @abstractmethod
+    def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
+        """Learn from the training interactions (never from valid/test truth)."""
+
+    @abstractmethod
+    def score(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, n_items(domain)]`` float32 scores, higher is better. No masking of seen items."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Learned arrays by name (for the bundle). Models with nothing learned return {}."""
+        return {}
+
+    def restore(
+        self, train: MultiDomainDataset, options: FitOptions, state: dict[str, np.ndarray]
+    ) -> Self:
+        """Rebuild a fitted model from ``state`` without training (inverse of ``state``)."""
+        self.train_data, self.options = train, options
+        return self
+
+    def _check_fitted(self) -> MultiDomainDataset:
+        if self.train_data is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        return self.train_data
+
+
+class TorchRecommender(nn.Module, Recommender):
+    """A PyTorch model: it owns its parameters, batches and loss; ``Trainer`` owns the loop.
+
+    Subclasses implement ``build`` (create parameters for the id spaces of ``train``),
+    ``batches`` (yield training batches for a stage), ``loss`` and ``score``; optionally
+    ``default_stages``.
+    """
+
+    def __init__(self, config: ModelConfig | dict | None = None, **overrides: Any) -> None:
+        nn.Module.__init__(self)
+        Recommender.__init__(self, config, **overrides)
+
+    @abstractmethod
+    def build(self, train: MultiDomainDataset, options: FitOptions) -> None:
+        """Create the parameters for the id spaces of ``train`` (called by fit and restore)."""
+
+    @abstractmethod
+    def batches(
+        self, train: MultiDomainDataset, stage: Stage, rng: np.random.Generator
+    ) -> Iterator[Any]:
+        """Yield the training batches of one epoch of ``stage``."""
+
+    @abstractmethod
+    def loss(self, batch: Any, stage: str) -> torch.Tensor:
+        """Scalar training loss of one batch (the model owns its objective)."""
+
+    def default_stages(self, sources: Sequence[str], target: str) -> list[Stage]:
+        """Training plan; the default is one stage on every domain."""
+        return [Stage("train")]
+
+    def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
+        from crossrec.training.trainer import Trainer
+
+        torch.manual_seed(options.seed)
+        self.train_data, self.options = train, options
+        self.build(train, options)
+        self.to(options.device)
+        Trainer(options).fit(self, train, self.default_stages(options.sources, options.target))
+        self.eval()
+        return self
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+
+    def restore(
+        self, train: MultiDomainDataset, options: FitOptions, state: dict[str, np.ndarray]
+    ) -> Self:
+        self.train_data, self.options = train, options
+        self.build(train, options)
+        self.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+        self.to(options.device)
+        self.eval()
+        return self
