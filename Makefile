@@ -1,0 +1,35 @@
+# The two commands: `make demo` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SEEDS ?= 0,1,2
+
+.PHONY: demo test test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/crossrec benchmark configs/arts_office_cold.toml --seeds $(SEEDS) \
+		--out runs/demo-cold --json runs/demo-cold/results.json
+	$(BIN)/crossrec benchmark configs/arts_office_predefined.toml --seeds $(SEEDS) \
+		--out runs/demo-predefined --json runs/demo-predefined/results.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/eval_speed.py --json runs/bench/eval_speed.json
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,249 @@
+"""The ``crossrec`` command: thin wrappers around crossrec.experiment, crossrec.data, Bundle."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crossrec.errors import CrossrecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Cross-domain recommendation: prepare data, train, evaluate, benchmark.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
+app.add_typer(data_app, name="data")
+console = Console(stderr=False)
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value")]
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(code=2)
+
+
+def _parse_options(items: list[str] | None) -> dict:
+    from crossrec.config import _parse_value
+
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CrossrecError(f"--option expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v.strip())
+    return out
+
+
+def _stats_table(stats: dict, title: str) -> Table:
+    t = Table(title=title)
+    for col in ("domain", "users", "items", "items w/ interactions", "interactions", "density"):
+        t.add_column(col, justify="right" if col != "domain" else "left")
+    for d, s in stats["domains"].items():
+        t.add_row(d, f"{s['users']:,}", f"{s['items']:,}", f"{s['items_with_interactions']:,}",
+                  f"{s['interactions']:,}", f"{s['density']:.2e}")
+    return t
+
+
+def _print_stats(stats: dict, report: dict | None, title: str) -> None:
+    console.print(_stats_table(stats, title))
+    ov = Table(title="users in both domains")
+    ov.add_column("pair")
+    ov.add_column("overlapping users", justify="right")
+    for pair, n in stats["overlap"].items():
+        ov.add_row(pair.replace("|", " & "), f"{n:,}")
+    console.print(ov)
+    if report and report.get("steps"):
+        rep = Table(title="cleaning report")
+        rep.add_column("step")
+        rep.add_column("rows dropped", justify="right")
+        for step in report["steps"]:
+            rep.add_row(step["step"], f"{step['dropped']:,}")
+        console.print(rep)
+
+
+@app.command()
+def prepare(
+    format: Annotated[str, typer.Argument(help="Reader: tabular, recbole, arts_office, "
+                                          "amazon_reviews, cdrib")],
+    path: Annotated[str, typer.Argument(help="Raw data file or folder (relative paths also "
+                                        "resolve against CROSSREC_DATA)")],
+    out: Annotated[Path, typer.Argument(help="Output dataset directory")],
+    option: Annotated[list[str] | None, typer.Option("--option", "-o",
+                                                     help="Reader option key=value")] = None,
+    k_core: Annotated[int, typer.Option(help="Per-domain k-core filter (0 = off)")] = 0,
+) -> None:
+    """Read raw files, clean (dedupe, k-core), index and save a dataset directory."""
+    from crossrec.data import sources
+    from crossrec.experiment import resolve_data_path
+
+    try:
+        with console.status(f"reading {format} data from {path} ..."):
+            builder = sources.read(format, resolve_data_path(path), **_parse_options(option))
+            dataset = builder.build(k_core=k_core)
+            dataset.save(out)
+    except CrossrecError as e:
+        _fail(e)
+    _print_stats(dataset.stats(), dataset.report, f"{dataset.name} -> {out}")
+
+
+@data_app.command("stats")
+def data_stats(directory: Annotated[Path, typer.Argument(help="A prepared dataset directory")]
+               ) -> None:
+    """Users, items, interactions, density per domain; user overlap per domain pair."""
+    from crossrec.data.dataset import MultiDomainDataset
+
+    try:
+        ds = MultiDomainDataset.load(directory)
+    except CrossrecError as e:
+        _fail(e)
+    _print_stats(ds.stats(), ds.report, ds.name)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment TOML file")],
+    out: Annotated[Path, typer.Option(help="Run directory (bundle + logs)")] = Path("runs/train"),
+    seed: Annotated[int, typer.Option(help="Seed (overrides train.seeds)")] = 0,
+    model: Annotated[int, typer.Option(help="Which model table of the file (0-based)")] = 0,
+    set_: SetOpt = None,
+) -> None:
+    """Train one model, evaluate it on valid and test, and save a bundle to OUT."""
+    from crossrec.bundle import Bundle
+    from crossrec.config import load_config
+    from crossrec.eval.report import format_table
+    from crossrec.experiment import fit_and_evaluate, load_dataset, make_split
+
+    try:
+        cfg = load_config(config, set_)
+        specs = cfg.model_specs()
+        if not 0 <= model < len(specs):
+            raise CrossrecError(f"--model {model}: the file has {len(specs)} model tables")
+        dataset = load_dataset(cfg.data)
+        split = make_split(dataset, cfg.split, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        res = fit_and_evaluate(cfg, specs[model], split, seed, run_dir=out)
+        Bundle(res.model, split.train, res.config).save(out / "bundle")
+        metrics = {"valid": res.valid.to_dict(), "test": res.test.to_dict(),
+                   "fit_seconds": res.fit_seconds}
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    except CrossrecError as e:
+        _fail(e)
+    rows = res.test.summary.assign(model=res.label, mean=res.test.summary["value"], std=0.0,
+                                   seeds=1)
+    console.print(format_table(rows, title=f"{res.label} on {split.name}, {res.test.protocol}"))
+    console.print(f"fit {res.fit_seconds:.1f}s; bundle: {out / 'bundle'}")
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
+    part: Annotated[str, typer.Option(help="valid or test")] = "test",
+) -> None:
+    """Re-evaluate a saved bundle on the split its config describes."""
+    from crossrec.bundle import Bundle
+    from crossrec.config import ExperimentConfig
+    from crossrec.eval.ranking import evaluate as run_eval
+    from crossrec.eval.report import format_table
+    from crossrec.experiment import load_dataset, make_split
+
+    try:
+        b = Bundle.load(bundle)
+        cfg = ExperimentConfig(**b.config["experiment"])
+        split = make_split(load_dataset(cfg.data), cfg.split, int(b.config["seed"]))
+        res = run_eval(b.model, split, part=part, ks=tuple(cfg.eval.ks),
+                       metrics=tuple(cfg.eval.metrics), batch_size=cfg.eval.batch_size,
+                       n_negatives=cfg.eval.n_negatives or None, seed=int(b.config["seed"]))
+    except CrossrecError as e:
+        _fail(e)
+    rows = res.summary.assign(model=b.config["model"]["name"], mean=res.summary["value"],
+                              std=0.0, seeds=1)
+    console.print(format_table(rows, title=f"{bundle} on {split.name} ({part}), {res.protocol}"))
+
+
+@app.command()
+def benchmark(
+    config: Annotated[Path, typer.Argument(help="Experiment TOML file with [[models]]")],
+    out: Annotated[Path | None, typer.Option(help="Report directory")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write rows as JSON")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Several models x seeds on one dataset and split: table, report.md, PNG, JSON."""
+    from crossrec.config import load_config
+    from crossrec.eval.report import format_table, write_report
+    from crossrec.experiment import benchmark as run_benchmark
+    from crossrec.experiment import paired_against_best
+
+    try:
+        overrides = list(set_ or [])
+        if seeds:
+            overrides.append(f"train.seeds=[{seeds}]")
+        cfg = load_config(config, overrides)
+        result = run_benchmark(cfg, log=console.print)
+        group = cfg.eval.report_group
+        main = f"ndcg@{cfg.eval.ks[0]}"
+        tests = paired_against_best(result, main, group)
+        command = "crossrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        out = out or Path("runs") / f"benchmark-{cfg.name}"
+        report_cfg = {**cfg.model_dump(), "protocol": result.protocol, "splits": result.splits,
+                      "paired_tests": tests.to_dict("records")}
+        path = write_report(result.rows, out, title=f"{cfg.name} ({result.protocol})",
+                            command=command, config=report_cfg)
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps({"rows": result.rows.to_dict("records"),
+                                             "config": report_cfg}, indent=2, default=str))
+    except CrossrecError as e:
+        _fail(e)
+    for g in ("all", "cold", "warm"):
+        sub = result.rows[result.rows["group"] == g]
+        if len(sub):
+            console.print(format_table(sub, title=f"{cfg.name}: {g} users ({result.protocol})"))
+    if len(tests):
+        t = Table(title=f"paired tests on the same users ({main}, {group})")
+        for c in ("best", "other", "mean_diff", "p_wilcoxon", "p_ttest", "n"):
+            t.add_column(c)
+        for r in tests.to_dict("records"):
+            t.add_row(str(r["best"]), str(r["other"]), f"{r.get('mean_diff', float('nan')):+.4f}",
+                      f"{r.get('p_wilcoxon', float('nan')):.2g}",
+                      f"{r.get('p_ttest', float('nan')):.2g}", str(r.get("n")))
+        console.print(t)
+    console.print(f"report: {path}")
+
+
+@app.command()
+def recommend(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
+    user: Annotated[list[str], typer.Option("--user", "-u", help="Raw user id (repeatable)")],
+    domain: Annotated[str | None, typer.Option(help="Domain to recommend in")] = None,
+    k: Annotated[int, typer.Option("-k", help="How many items")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="Keep items the user already has")] = False,
+) -> None:
+    """Top-k items for users (an unknown user gets the popular items, and is told so)."""
+    from crossrec.bundle import Bundle
+
+    try:
+        b = Bundle.load(bundle)
+        recs = b.recommend(user, domain, k, exclude_seen=not include_seen)
+    except CrossrecError as e:
+        _fail(e)
+    for r in recs:
+        t = Table(title=f"user {r.user_id} -> {r.domain} ({r.strategy})")
+        t.add_column("#", justify="right")
+        t.add_column("item_id")
+        t.add_column("title")
+        t.add_column("score", justify="right")
+        idx = b.train.item_index(r.domain, r.item_ids)
+        for i, (item, sc, ii) in enumerate(zip(r.item_ids, r.scores, idx, strict=True), 1):
+            t.add_row(str(i), item, b.train.item_text[ii][:70], f"{sc:.4f}")
+        console.print(t)
+
+
+def main() -> None:  # pragma: no cover
+    app()
