@@ -49,7 +49,8 @@ class DatasetInfo:
         try:
             return self.domains.index(domain)
         except ValueError:
-            raise DataError(f"unknown domain {domain!r}; known: {', '.join(self.domains)}") from None
+            known = ", ".join(self.domains)
+            raise DataError(f"unknown domain {domain!r}; known: {known}") from None
 
     def domain_items(self, domain: str) -> slice:
         d = self.domain_index(domain)
@@ -198,7 +199,11 @@ class MultiDomainDataset:
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write ``interactions/users/items.parquet`` + ``meta.json`` atomically (temp dir, rename)."""
+        """Write ``interactions/users/items.parquet`` + ``meta.json`` atomically.
+
+        Everything is written to a temporary sibling directory first, then renamed into place;
+        if anything fails, the previous content of ``path`` (if any) is left as it was.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -227,7 +232,11 @@ class MultiDomainDataset:
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
                 os.rename(path, old)
-                os.rename(tmp, path)
+                try:
+                    os.rename(tmp, path)
+                except BaseException:
+                    os.rename(old, path)  # put the previous dataset back
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, path)

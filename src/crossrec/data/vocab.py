@@ -46,7 +46,9 @@ class Vocabulary:
         """All raw ids in index order, ``object[n]``."""
         return self._index.to_numpy()
 
-    def index(self, raw: Sequence[str] | np.ndarray | pd.Series, *, missing: str = "raise") -> np.ndarray:
+    def index(
+        self, raw: Sequence[str] | np.ndarray | pd.Series, *, missing: str = "raise"
+    ) -> np.ndarray:
         """Raw ids -> ``int32[n]`` indices.
 
         Args:
@@ -56,7 +58,7 @@ class Vocabulary:
         values = np.asarray(raw, dtype=object).astype(str)
         idx = self._index.get_indexer(values)
         if missing == "raise" and (idx < 0).any():
-            bad = values[idx < 0][0]
+            bad = str(values[idx < 0][0])
             raise DataError(f"unknown {self.name} {bad!r} ({int((idx < 0).sum())} unknown in all)")
         return idx.astype(np.int32)
 

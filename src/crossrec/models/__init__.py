@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crossrec.models.base import (
+    BaselineConfig,
     FitOptions,
     ModelConfig,
     Query,
@@ -10,8 +11,14 @@ from crossrec.models.base import (
     Stage,
     TorchRecommender,
 )
+from crossrec.models.baselines import BPR, EASE, ItemKNN, Pop
 
-MODELS: dict[str, type[Recommender]] = {}
+MODELS: dict[str, type[Recommender]] = {
+    "pop": Pop,
+    "itemknn": ItemKNN,
+    "ease": EASE,
+    "bpr": BPR,
+}
 
-__all__ = ["MODELS", "FitOptions", "ModelConfig", "Query", "Recommender", "Stage",
-           "TorchRecommender"]
+__all__ = ["MODELS", "BaselineConfig", "FitOptions", "ModelConfig", "Query", "Recommender",
+           "Stage", "TorchRecommender"]

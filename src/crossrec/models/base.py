@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
-
+import scipy.sparse as sp
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import nn
+
+from crossrec.errors import DataError
 
 if TYPE_CHECKING:
     from crossrec.data.dataset import MultiDomainDataset
@@ -34,13 +36,30 @@ class BaselineConfig(ModelConfig):
 
     train_on: Literal["target", "all"] = "target"
 
+    def catalogue(self, train: MultiDomainDataset, target: str) -> slice:
+        """Global items the model learns from: the target's items, or every item ("all")."""
+        if self.train_on == "target":
+            return train.domain_items(target)
+        return slice(0, train.n_items)
+
+    def check_domain(self, train: MultiDomainDataset, domain: str, target: str) -> slice:
+        """The global items of ``domain``; a DataError if the model never learned that domain."""
+        items = train.domain_items(domain)  # DataError for an unknown domain
+        if self.train_on == "target" and domain != target:
+            raise DataError(
+                f"this model was fitted with train_on='target' on domain {target!r}; it cannot "
+                f"score domain {domain!r} (fit with train_on='all' to score every domain)"
+            )
+        return items
+
 
 @dataclass
 class Query:
     """What evaluation and serving pass to ``score``.
 
     Attributes:
-        users: ``[B]`` user indices (int64).
+        users: ``[B]`` user indices (int64); -1 for an anonymous user (then ``history`` is
+            required by models that need a history).
         history: optional ``[B, L]`` global item indices across domains, -1 = padding; when
             given it replaces the users' training history (anonymous / live requests).
     """
@@ -116,6 +135,48 @@ class Recommender(ABC):
         if self.train_data is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
         return self.train_data
+
+    def history_matrix(self, query: Query, items: slice | None = None) -> sp.csr_matrix:
+        """Binary history of the query's users over the global items ``items``.
+
+        The history is ``query.history`` when given (it replaces the training history), else
+        each user's interactions in ``self.train_data``. Items outside ``items`` are dropped.
+
+        Args:
+            query: the users (``[B]``) and optional history (``[B, L]``, -1 = padding).
+            items: a slice of global item indices (default: all items).
+
+        Returns:
+            ``float32`` CSR matrix ``[B, items.stop - items.start]`` of 0/1, columns local to
+            ``items``.
+        """
+        train = self._check_fitted()
+        items = items if items is not None else slice(0, train.n_items)
+        n_cols = items.stop - items.start
+        if query.history is None:
+            users = query.users.detach().cpu().numpy().astype(np.int64).reshape(-1)
+            if len(users) and (users.min() < 0 or users.max() >= train.n_users):
+                raise DataError(
+                    f"user index out of range [0, {train.n_users}) and no history given; "
+                    "an anonymous user needs Query.history"
+                )
+            full = train.user_items(None)
+            hist = full[users][:, items]
+            hist.data[:] = 1.0
+            return hist.astype(np.float32)
+        h = query.history.detach().cpu().numpy().astype(np.int64)
+        if h.ndim != 2:
+            raise DataError(f"Query.history must be [B, L], got shape {tuple(h.shape)}")
+        if h.size and h.max() >= train.n_items:
+            raise DataError(f"Query.history has item index {int(h.max())} >= {train.n_items}")
+        rows, cols = np.nonzero((h >= items.start) & (h < items.stop))
+        data = np.ones(len(rows), dtype=np.float32)
+        hist = sp.csr_matrix(
+            (data, (rows, h[rows, cols] - items.start)), shape=(h.shape[0], n_cols)
+        )
+        hist.sum_duplicates()
+        hist.data[:] = 1.0
+        return hist
 
 
 class TorchRecommender(nn.Module, Recommender):

@@ -1,0 +1,1 @@
+"""Training: the Trainer that runs the stages of every TorchRecommender."""

@@ -1,0 +1,370 @@
+"""Batched evaluation: full ranking (default), sampled ranking (labelled), rating error.
+
+Full ranking scores every item of the domain for a batch of users, masks what the user is known
+to have (training items, and the valid items when testing), takes the top ``max(ks)`` with
+``torch.topk`` and looks the returned items up in the truth — all on tensors, one batch at a
+time, so memory is bounded by ``batch_size x n_items(domain)`` and never users x items.
+
+Masking happens in place on the tensor ``Recommender.score`` returns (it is a fresh tensor for
+every model that computes its scores); a view of another tensor, or a tensor that shares storage
+with the model's parameters, is copied first so the model is never changed.
+
+An item that is both known (e.g. in training) and in the truth of the part being evaluated
+stays rankable: the truth decides (repeat consumption). With deduplicated data the two sets are
+disjoint and this never matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from crossrec.data.split import Split
+from crossrec.errors import DataError
+from crossrec.eval import metrics as M
+from crossrec.eval.result import EvalResult, summarize
+from crossrec.models.base import Query, Recommender
+
+SAMPLE_BLOCK = 1024
+"""Cases per block of negative draws; fixed so the draws do not depend on ``batch_size``."""
+
+
+class _CSRRows:
+    """A CSR matrix as torch tensors: the (row-in-batch, column) pairs of a batch of rows."""
+
+    def __init__(self, csr: sp.csr_matrix, device: torch.device) -> None:
+        self.indptr = torch.as_tensor(csr.indptr.astype(np.int64), device=device)
+        self.indices = torch.as_tensor(csr.indices.astype(np.int64), device=device)
+
+    def pairs(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Nonzeros of ``rows`` ``[B]``: batch position ``[nnz]`` and column ``[nnz]``."""
+        start = self.indptr[rows]
+        lens = self.indptr[rows + 1] - start
+        total = int(lens.sum())
+        pos = torch.arange(len(rows), device=rows.device).repeat_interleave(lens, output_size=total)
+        first = (torch.cumsum(lens, 0) - lens).repeat_interleave(lens, output_size=total)
+        offset = start.repeat_interleave(lens, output_size=total)
+        index = torch.arange(total, device=rows.device) - first + offset
+        return pos, self.indices[index]
+
+
+def _binary_csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    m.sort_indices()
+    return m
+
+
+def _known(split: Split, domain: str, part: str, truth: sp.csr_matrix) -> sp.csr_matrix:
+    """Items each user is known to have at evaluation time, minus the truth: ``[U, n_dom]``."""
+    known = split.train.user_items(domain).astype(bool).astype(np.float32)
+    if part == "test":
+        known = known + _truth_csr(split, domain, "valid", known.shape)
+    known = known - known.multiply(truth)  # the truth stays rankable
+    known.data = (known.data > 0).astype(np.float32)
+    known.eliminate_zeros()
+    known.sort_indices()
+    return known.tocsr()
+
+
+def _truth_csr(split: Split, domain: str, part: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    frame = split.truth(part, domain)
+    offset = split.train.domain_items(domain).start
+    return _binary_csr(frame["user"].to_numpy(np.int64),
+                       frame["item"].to_numpy(np.int64) - offset, shape)
+
+
+def _writable(scores: Tensor, model: Recommender) -> Tensor:
+    """``scores`` itself when it is safe to mask in place, else a copy."""
+    if scores._base is not None or not scores.is_contiguous():
+        return scores.clone()
+    if isinstance(model, torch.nn.Module):
+        ptr = scores.untyped_storage().data_ptr()
+        for t in (*model.parameters(), *model.buffers()):
+            if t.untyped_storage().data_ptr() == ptr:
+                return scores.clone()
+    return scores
+
+
+def _batches(n: int, size: int, progress: bool, label: str) -> Iterator[slice]:
+    starts = range(0, n, size)
+    if progress:
+        from rich.progress import track
+
+        starts = track(starts, description=label, total=len(starts))
+    for s in starts:
+        yield slice(s, min(n, s + size))
+
+
+def _score(model: Recommender, users: Tensor, domain: str, n_dom: int, device: torch.device
+           ) -> Tensor:
+    with torch.no_grad():
+        scores = model.score(Query(users=users), domain)
+    if scores.shape != (len(users), n_dom):
+        raise ValueError(f"{type(model).__name__}.score returned shape {tuple(scores.shape)}; "
+                         f"expected [{len(users)}, {n_dom}] for domain {domain!r}")
+    return _writable(scores.to(device), model)
+
+
+def _check_args(split: Split, domain: str | None, part: str, ks: Sequence[int],
+                metrics: Sequence[str], batch_size: int) -> tuple[str, list[int], list[str]]:
+    domain = domain or split.target
+    split.train.info.domain_index(domain)
+    if part not in ("valid", "test"):
+        raise ValueError(f"part must be 'valid' or 'test', not {part!r}")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    unknown = [m for m in metrics if m not in M.FULL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(M.FULL_METRICS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return domain, ks, list(dict.fromkeys(metrics))
+
+
+def evaluate(
+    model: Recommender,
+    split: Split,
+    *,
+    domain: str | None = None,
+    part: str = "test",
+    ks: Sequence[int] = (10, 20),
+    metrics: Sequence[str] = ("recall", "ndcg", "hr", "mrr", "precision"),
+    batch_size: int = 1024,
+    n_negatives: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    users: Sequence[int] | np.ndarray | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Rank the items of ``domain`` for the users of ``split.truth(part, domain)``.
+
+    Args:
+        model: a fitted recommender.
+        split: the split whose training items are masked and whose truth is looked up.
+        domain: the domain to rank (default: ``split.target``).
+        part: ``"valid"`` or ``"test"``; at test time the valid items are masked too.
+        ks: cut-offs.
+        metrics: among ``recall, precision, hr, ndcg, mrr`` (at each k) and ``auc``.
+        batch_size: users per ``score`` call (full) or cases per call (sampled); peak memory is
+            about ``batch_size x n_items(domain)`` scores.
+        n_negatives: None (default) = full ranking. N = sampled protocol: each truth row is
+            ranked against N negatives drawn uniformly (with replacement) from the domain
+            items the user has not interacted with; ties count against the positive. Labelled
+            ``"sampled-N"`` in the result.
+        seed: seed of the negative draws (sampled protocol only).
+        device: where the masking and top-k run.
+        users: evaluate only these users (those without truth are skipped).
+        progress: show a progress bar.
+
+    Returns:
+        EvalResult with one row per user (per case when sampled).
+
+    Raises:
+        DataError: no truth for ``part`` in ``domain`` (for the users asked for).
+    """
+    domain, ks, metrics = _check_args(split, domain, part, ks, metrics, batch_size)
+    train = split.train
+    n_dom = train.info.n_domain_items(domain)
+    dev = torch.device(device)
+    truth = _truth_csr(split, domain, part, (train.n_users, n_dom))
+    known = _known(split, domain, part, truth)
+    params = {"ks": ks, "metrics": metrics, "batch_size": batch_size, "n_items": n_dom}
+    if n_negatives is not None:
+        return _evaluate_sampled(model, split, domain, part, truth, known, ks, metrics,
+                                 int(n_negatives), seed, batch_size, dev, users, progress,
+                                 {**params, "n_negatives": int(n_negatives), "seed": seed})
+    eval_users = np.flatnonzero(np.diff(truth.indptr))  # users with truth, sorted
+    if users is not None:
+        eval_users = np.intersect1d(eval_users, np.asarray(users, dtype=np.int64))
+    if len(eval_users) == 0:
+        raise DataError(f"no {part} truth in domain {domain!r}"
+                        + (" for the users asked for" if users is not None else ""))
+    known_rows, truth_rows = _CSRRows(known, dev), _CSRRows(truth, dev)
+    length = min(ks[-1], n_dom)
+    all_hits, all_auc = [], []
+    for sl in _batches(len(eval_users), batch_size, progress, f"ranking {domain}"):
+        u = torch.as_tensor(eval_users[sl], dtype=torch.int64, device=dev)
+        scores = _score(model, u, domain, n_dom, dev)
+        rows, cols = known_rows.pairs(u)
+        scores.index_put_((rows, cols), torch.tensor(-torch.inf, dtype=scores.dtype, device=dev))
+        t_rows, t_cols = truth_rows.pairs(u)
+        if "auc" in metrics:
+            all_auc.append(_batch_auc(scores, (rows, cols), (t_rows, t_cols)))
+        top = _top(scores, length)
+        keys = torch.arange(len(u), device=dev)[:, None] * n_dom + top
+        all_hits.append(_isin_sorted(keys, t_rows * n_dom + t_cols).cpu())
+        del scores
+    hits = torch.cat(all_hits)
+    n_truth = np.diff(truth.indptr)[eval_users]
+    frame = pd.DataFrame({
+        "user": eval_users.astype(np.int64),
+        "group": split.user_groups(eval_users, domain),
+        "n_truth": n_truth.astype(np.int64),
+        **M.rank_metrics(hits, n_truth, ks, metrics),
+    })
+    if all_auc:
+        frame["auc"] = torch.cat(all_auc).numpy()
+    return EvalResult("full", domain, part, frame, summarize(frame), params)
+
+
+def _top(scores: Tensor, length: int) -> Tensor:
+    """Top ``length`` item indices per row ``[B, length]``; equal scores: lower index first.
+
+    ``torch.topk`` picks an arbitrary subset of the items tied at the cut-off; one extra
+    position tells which rows have such a tie, and only those rows are re-selected exactly.
+    """
+    n = scores.shape[1]
+    values, index = torch.topk(scores, min(length + 1, n), dim=1, sorted=True)
+    if length < n:
+        tied = (values[:, length] == values[:, length - 1]).nonzero().squeeze(1)
+        values, index = values[:, :length], index[:, :length].clone()
+        for chunk in tied.split(256):
+            _fill_ties(scores, values, index, chunk)
+    index, perm = torch.sort(index, dim=1)
+    values = torch.gather(values, 1, perm)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return torch.gather(index, 1, order)
+
+
+def _fill_ties(scores: Tensor, values: Tensor, index: Tensor, rows: Tensor) -> None:
+    """In ``rows``, give the slots holding the cut-off score to the lowest-index tied items."""
+    cut = values[rows, -1:]  # [R, 1]
+    above = (values[rows] > cut).sum(1)  # the first `above` slots are strictly higher
+    tie = scores[rows] == cut  # [R, N]
+    ordinal = torch.cumsum(tie, 1, dtype=torch.int32)
+    need = (values.shape[1] - above)[:, None]
+    r, col = (tie & (ordinal <= need)).nonzero(as_tuple=True)
+    index[rows[r], above[r] + ordinal[r, col].long() - 1] = col
+
+
+def _isin_sorted(query: Tensor, keys: Tensor) -> Tensor:
+    """``query`` values present in the sorted 1-D ``keys``, as a bool tensor like ``query``."""
+    if keys.numel() == 0:
+        return torch.zeros_like(query, dtype=torch.bool)
+    pos = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
+    return keys[pos] == query
+
+
+def _batch_auc(scores: Tensor, known: tuple[Tensor, Tensor], truth: tuple[Tensor, Tensor]
+               ) -> Tensor:
+    excl = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    excl[known] = True
+    pos = torch.zeros_like(excl)
+    pos[truth] = True
+    return M.auc(scores, pos, excl).cpu()
+
+
+def _draw_negatives(users: np.ndarray, n: int, n_dom: int, seen_keys: np.ndarray,
+                    seen: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
+    """``int64[C, n]`` items drawn uniformly from those each user has not seen."""
+    neg = rng.integers(0, n_dom, size=(len(users), n))
+    if len(seen_keys) == 0:
+        return neg
+    base = users.astype(np.int64)[:, None] * n_dom
+    for _ in range(50):
+        keys = base + neg
+        pos = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
+        bad = seen_keys[pos] == keys
+        if not bad.any():
+            return neg
+        neg[bad] = rng.integers(0, n_dom, size=int(bad.sum()))
+    for r in np.flatnonzero(bad.any(1)):  # users who have seen most items: draw from the rest
+        allowed = np.setdiff1d(np.arange(n_dom), seen.indices[seen.indptr[users[r]]:
+                                                              seen.indptr[users[r] + 1]])
+        if len(allowed) == 0:
+            raise DataError(f"user {users[r]} has interacted with every item of the domain; "
+                            "no negatives can be sampled")
+        neg[r, bad[r]] = rng.choice(allowed, size=int(bad[r].sum()))
+    return neg
+
+
+def _evaluate_sampled(model: Recommender, split: Split, domain: str, part: str,
+                      truth: sp.csr_matrix, known: sp.csr_matrix, ks: list[int],
+                      metrics: list[str], n: int, seed: int, batch_size: int,
+                      dev: torch.device, users: Sequence[int] | np.ndarray | None,
+                      progress: bool, params: dict) -> EvalResult:
+    if n < 1:
+        raise ValueError(f"n_negatives must be >= 1 (or None for full ranking), got {n}")
+    frame = split.truth(part, domain)
+    offset = split.train.domain_items(domain).start
+    case_users = frame["user"].to_numpy(np.int64)
+    case_items = frame["item"].to_numpy(np.int64) - offset
+    if users is not None:
+        keep = np.isin(case_users, np.asarray(users, dtype=np.int64))
+        case_users, case_items = case_users[keep], case_items[keep]
+    if len(case_users) == 0:
+        raise DataError(f"no {part} truth in domain {domain!r}"
+                        + (" for the users asked for" if users is not None else ""))
+    n_dom = truth.shape[1]
+    seen = (known + truth).tocsr()
+    seen.sort_indices()
+    seen_keys = (np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr))
+                 * n_dom + seen.indices)
+    rng = np.random.default_rng(seed)
+    ranks = []
+    for block in _batches(len(case_users), SAMPLE_BLOCK, progress, f"sampled {domain}"):
+        bu, bi = case_users[block], case_items[block]
+        neg = _draw_negatives(bu, n, n_dom, seen_keys, seen, rng)
+        cand = torch.as_tensor(np.concatenate([bi[:, None], neg], axis=1), device=dev)
+        for sl in _batches(len(bu), batch_size, False, ""):
+            uniq, inv = np.unique(bu[sl], return_inverse=True)
+            scores = _score(model, torch.as_tensor(uniq, device=dev), domain, n_dom, dev)
+            c = torch.gather(scores[torch.as_tensor(inv, device=dev)], 1, cand[sl])
+            ranks.append((1 + (c[:, 1:] >= c[:, :1]).sum(1)).cpu())
+    rank = torch.cat(ranks).numpy()
+    per_case = pd.DataFrame({
+        "user": case_users,
+        "item": case_items + offset,
+        "group": split.user_groups(case_users, domain),
+        "n_truth": np.ones(len(case_users), np.int64),
+        **M.sampled_metrics(rank, n + 1, ks, metrics),
+    })
+    return EvalResult(f"sampled-{n}", domain, part, per_case, summarize(per_case), params)
+
+
+def evaluate_ratings(
+    model: Recommender, split: Split, *, domain: str | None = None, part: str = "test",
+    batch_size: int = 1024,
+) -> EvalResult:
+    """MAE / RMSE of ``model.score`` at the truth items against their explicit ratings.
+
+    Per-case rows (one per truth rating) with columns ``user, item, group, n_truth, rating,
+    pred, mae`` (absolute error) and ``mse`` (squared error); the summary has ``mae`` and
+    ``rmse`` (square root of the mean squared error over all ratings, the PTUPCDR figure).
+
+    Raises:
+        DataError: the truth has no explicit ratings (all NaN).
+    """
+    domain = domain or split.target
+    frame = split.truth(part, domain)
+    rating = frame["rating"].to_numpy(np.float64)
+    has = ~np.isnan(rating)
+    if not has.any():
+        raise DataError(f"the {part} truth of domain {domain!r} has no explicit ratings "
+                        "(the 'rating' column is all NaN); use evaluate() for ranking metrics")
+    u = frame["user"].to_numpy(np.int64)[has]
+    item = frame["item"].to_numpy(np.int64)[has]
+    local = item - split.train.domain_items(domain).start
+    n_dom = split.train.info.n_domain_items(domain)
+    preds = []
+    for sl in _batches(len(u), batch_size, False, ""):
+        uniq, inv = np.unique(u[sl], return_inverse=True)
+        scores = _score(model, torch.as_tensor(uniq), domain, n_dom, torch.device("cpu"))
+        preds.append(scores[torch.as_tensor(inv), torch.as_tensor(local[sl])].double())
+    pred = torch.cat(preds).numpy()
+    err = pred - rating[has]
+    per_case = pd.DataFrame({
+        "user": u, "item": item, "group": split.user_groups(u, domain),
+        "n_truth": np.ones(len(u), np.int64), "rating": rating[has], "pred": pred,
+        "mae": np.abs(err), "mse": err**2,
+    })
+    return EvalResult("ratings", domain, part, per_case, summarize(per_case),
+                      {"batch_size": batch_size})

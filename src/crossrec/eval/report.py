@@ -1,0 +1,203 @@
+"""Benchmark reports: a markdown table, the rows as JSON and a bar chart, plus a rich table.
+
+``rows`` everywhere is the seed-aggregated frame with columns ``model, group, metric, k, mean,
+std, n_users, seeds`` (optionally ``protocol``); ``k`` is empty for metrics without a cut-off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+REQUIRED = ("model", "group", "metric", "k", "mean", "std", "n_users", "seeds")
+CHART_PREFERENCE = ("ndcg@10", "recall@10", "hr@10", "mrr@10", "mrr", "auc")
+
+
+def _label(metric: str, k: Any) -> str:
+    return metric if k is None or pd.isna(k) else f"{metric}@{int(k)}"
+
+
+def _check(rows: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in rows.columns]
+    if missing:
+        raise ValueError(f"report rows lack column(s) {missing}; they have {list(rows.columns)}")
+    return rows.assign(label=[_label(m, k) for m, k in zip(rows["metric"], rows["k"],
+                                                           strict=True)])
+
+
+def _cell(mean: float, std: float, seeds: int) -> str:
+    if mean is None or pd.isna(mean):
+        return "–"
+    if seeds and int(seeds) > 1 and not pd.isna(std):
+        return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.4f}"
+
+
+def _wide(rows: pd.DataFrame, index: list[str]) -> tuple[list[str], list[tuple], dict]:
+    """Column labels (metric order of appearance, then k), row keys and cell texts."""
+    first = {m: i for i, m in enumerate(dict.fromkeys(rows["metric"]))}
+    sort_key = {lab: (first[m], math.inf if pd.isna(k) else int(k))
+                for lab, m, k in zip(rows["label"], rows["metric"], rows["k"], strict=True)}
+    labels = sorted(sort_key, key=sort_key.__getitem__)
+    keys = list(dict.fromkeys(map(tuple, rows[index].to_numpy().tolist())))
+    cells = {(tuple(r[c] for c in index), r["label"]): _cell(r["mean"], r["std"], r["seeds"])
+             for r in rows.to_dict("records")}
+    return labels, keys, cells
+
+
+def format_table(rows: pd.DataFrame, *, title: str | None = None,
+                 group: str | None = None) -> Table:
+    """A rich table: one row per model (per model and group when several groups are given),
+    one column per ``metric@k``; cells are ``mean ± std`` over seeds (the mean for one seed).
+    """
+    rows = _check(rows)
+    if group is not None:
+        rows = rows[rows["group"] == group]
+    index = ["model", "group"] if rows["group"].nunique() > 1 else ["model"]
+    labels, keys, cells = _wide(rows, index)
+    table = Table(title=title)
+    for c in index:
+        table.add_column(c)
+    for lab in labels:
+        table.add_column(lab, justify="right")
+    table.add_column("users", justify="right")
+    users = rows.groupby(index, sort=False)["n_users"].max()
+    for key in keys:
+        n = users.loc[key if len(key) > 1 else key[0]]
+        table.add_row(*map(str, key), *(cells.get((key, lab), "–") for lab in labels),
+                      str(int(n)) if not pd.isna(n) else "–")
+    return table
+
+
+def _markdown(rows: pd.DataFrame, group: str) -> str:
+    sub = rows[rows["group"] == group]
+    labels, keys, cells = _wide(sub, ["model"])
+    users = sub.groupby("model", sort=False)["n_users"].max()
+    seeds = sub.groupby("model", sort=False)["seeds"].max()
+    lines = ["| model | " + " | ".join(labels) + " | users | seeds |",
+             "|---|" + "---:|" * (len(labels) + 2)]
+    for (model,) in keys:
+        lines.append(f"| {model} | " + " | ".join(cells.get(((model,), lab), "–")
+                                                  for lab in labels)
+                     + f" | {int(users[model])} | {int(seeds[model])} |")
+    return "\n".join(lines)
+
+
+def _protocol(rows: pd.DataFrame, config: dict, protocol: str | None) -> str:
+    if protocol:
+        return protocol
+    if "protocol" in rows.columns and rows["protocol"].notna().any():
+        return ", ".join(map(str, rows["protocol"].dropna().unique()))
+    return str(config.get("protocol") or config.get("eval", {}).get("protocol") or "unspecified")
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN / NA -> None, numpy scalars -> Python."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, str | bytes):
+        try:
+            x = x.item()
+        except (ValueError, TypeError):
+            return str(x)
+    if x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return x
+
+
+def write_report(
+    rows: pd.DataFrame, out_dir: Path, *, title: str, command: str, config: dict,
+    group: str | None = None, protocol: str | None = None,
+) -> Path:
+    """Write ``report.md``, ``results.json`` and ``metrics.png`` into ``out_dir`` (atomically).
+
+    Args:
+        rows: seed-aggregated rows (see the module docstring).
+        out_dir: created if missing.
+        title: heading of the report.
+        command: the command that produced it (shown verbatim).
+        config: resolved configuration, stored in ``results.json``.
+        group: the user group of the main table (default ``config["eval"]["report_group"]``,
+            else "all"); the other groups get their own tables below it.
+        protocol: evaluation protocol label (default: ``rows["protocol"]``, else
+            ``config["protocol"]``).
+
+    Returns:
+        The path of ``report.md``.
+    """
+    rows = _check(rows)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    group = group or config.get("eval", {}).get("report_group") or "all"
+    groups = [g for g in dict.fromkeys([group, "all", "cold", "warm"])
+              if (rows["group"] == g).any()]
+    label = _protocol(rows, config, protocol)
+    md = [f"# {title}", "", f"Protocol: **{label}**"
+          + (" (full ranking over all items of the domain, training items masked)"
+             if label == "full" else ""), "", "Command:", "", "```", command, "```", ""]
+    for g in groups:
+        md += [f"## {g} users" + (" (main)" if g == group else ""), "", _markdown(rows, g), ""]
+    md += ["Cells are mean ± std over seeds. Rows: `results.json`. Chart: `metrics.png`.", ""]
+    payload = {"title": title, "protocol": label, "command": command,
+               "rows": _clean(rows.drop(columns="label").to_dict("records")),
+               "config": _clean(config)}
+    _atomic(out_dir / "results.json",
+            lambda p: p.write_text(json.dumps(payload, indent=2, default=str)))
+    _atomic(out_dir / "metrics.png", lambda p: _chart(rows, groups, title, label, p))
+    path = out_dir / "report.md"
+    _atomic(path, lambda p: p.write_text("\n".join(md)))
+    return path
+
+
+def _chart(rows: pd.DataFrame, groups: list[str], title: str, protocol: str, path: Path) -> None:
+    """Bars per model, one panel per group, for up to two headline metrics, std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = list(dict.fromkeys(rows["label"]))
+    chosen = [m for m in CHART_PREFERENCE if m in present][:2] or present[:2]
+    models = list(dict.fromkeys(rows["model"]))
+    order = [g for g in ("cold", "warm", "all") if g in groups] or groups
+    fig, axes = plt.subplots(1, max(1, len(order)), figsize=(4.5 * max(1, len(order)), 4),
+                             squeeze=False)
+    width = 0.8 / max(1, len(models))
+    for ax, g in zip(axes[0], order, strict=False):
+        sub = rows[rows["group"] == g].set_index(["model", "label"])
+        for i, model in enumerate(models):
+            means = [sub["mean"].get((model, m), float("nan")) for m in chosen]
+            stds = [sub["std"].get((model, m), 0.0) for m in chosen]
+            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(chosen))]
+            ax.bar(xs, means, width, yerr=[0.0 if pd.isna(s) else s for s in stds],
+                   capsize=3, label=model)
+        ax.set_xticks(range(len(chosen)), chosen)
+        ax.set_title(f"{g} users")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(f"mean over seeds ({protocol})")
+    axes[0][-1].legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)

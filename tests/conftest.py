@@ -1,0 +1,34 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_data_dir() -> Path | None:
+    """``$CROSSREC_DATA`` if set, else the first ``shared/data`` found walking up from the repo
+    root (the checkout normally sits beside ``shared/``)."""
+    if os.environ.get("CROSSREC_DATA"):
+        return Path(os.environ["CROSSREC_DATA"])
+    for folder in (REPO_ROOT, *REPO_ROOT.parents):
+        candidate = folder / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder of real data sets (``shared/data``); skips the test when it is absent."""
+    found = find_data_dir()
+    if found is None or not found.is_dir():
+        pytest.skip(
+            "real data not found: set CROSSREC_DATA or put shared/data beside the repository "
+            f"(looked for {found or 'shared/data above ' + str(REPO_ROOT)})"
+        )
+    return found

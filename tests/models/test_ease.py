@@ -1,0 +1,71 @@
+"""EASE: the contract for both catalogues, and the closed form against numpy."""
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from crossrec.data import DatasetBuilder
+from crossrec.models.base import FitOptions, Query
+from crossrec.models.baselines.ease import EASE, ease_weights
+from crossrec.testing.contract import RecommenderContract
+
+
+class TestEASETarget(RecommenderContract):
+    model_cls = EASE
+    fast_config = {"train_on": "target"}
+    scores_every_domain = False
+
+
+class TestEASEAll(RecommenderContract):
+    model_cls = EASE
+    fast_config = {"train_on": "all", "l2": 50.0}
+    transfers = True
+
+
+def _closed_form(x: np.ndarray, l2: float) -> np.ndarray:
+    p = np.linalg.inv(x.T @ x + l2 * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_weights_match_numpy() -> None:
+    x = (np.random.default_rng(0).random((40, 9)) < 0.3).astype(np.float64)
+    got = ease_weights(sp.csr_matrix(x), l2=2.0).numpy()
+    np.testing.assert_allclose(got, _closed_form(x, 2.0), atol=1e-5)
+
+
+def _data(rows: list[tuple[str, str]]) -> "DatasetBuilder":
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    items = pd.DataFrame({"item_id": ["i0", "i1", "i2", "i3", "never"]})
+    return (DatasetBuilder("hand").add_interactions(frame, domain="d")
+            .add_items(items, domain="d").build())
+
+
+ROWS = [("a", "i0"), ("a", "i1"), ("b", "i0"), ("b", "i2"), ("c", "i1"), ("c", "i2"),
+        ("c", "i3"), ("d", "i0"), ("d", "i1"), ("d", "i3")]
+
+
+def test_scores_and_items_without_interactions() -> None:
+    data = _data(ROWS)
+    model = EASE(l2=1.0).fit(data, FitOptions(target="d", progress=False))
+    x = data.user_items("d").toarray()
+    active = [data.item_index("d", [i])[0] for i in ["i0", "i1", "i2", "i3"]]
+    never = data.item_index("d", ["never"])[0]
+    expected = x[:, active] @ _closed_form(x[:, active], 1.0)
+    scores = model.score(Query(torch.arange(data.n_users)), "d").numpy()
+    np.testing.assert_allclose(scores[:, active], expected, atol=1e-5)
+    # an item nobody interacted with ranks last, one below the row's minimum, finite
+    np.testing.assert_allclose(scores[:, never], expected.min(axis=1) - 1.0, atol=1e-5)
+
+
+def test_max_items_keeps_the_most_popular() -> None:
+    data = _data(ROWS)  # counts: i0 3, i1 3, i2 2, i3 2
+    model = EASE(l2=1.0, max_items=2).fit(data, FitOptions(target="d", progress=False))
+    kept = sorted(data.item_ids(model.items).tolist())
+    assert kept == ["i0", "i1"]
+    scores = model.score(Query(torch.arange(data.n_users)), "d")
+    assert torch.isfinite(scores).all()
+    dropped = data.item_index("d", ["i2", "i3", "never"])
+    assert (scores[:, dropped] < scores[:, model.items].min(dim=1, keepdim=True).values).all()
