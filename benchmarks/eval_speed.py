@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,7 +125,7 @@ def main() -> None:
     p.add_argument("--train-per-user", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--loop-users", type=int, default=500)
-    p.add_argument("--repeats", type=int, default=3, help="best of N timings")
+    p.add_argument("--repeats", type=int, default=5, help="best of N timings")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--json", type=str, default=None, help="write the figures to this file")
     args = p.parse_args()
@@ -163,6 +165,9 @@ def main() -> None:
         "speedup_over_loop": (n / min(t_eval)) / (len(loop_users) / t_loop),
         "eval_seconds": min(t_eval),
         "floor_seconds": min(t_floor),
+        "median_ratio_to_floor": float(np.median(t_floor) / np.median(t_eval)),
+        "repeats": args.repeats,
+        "load_avg_1m": os.getloadavg()[0],
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_setup_mb": rss_setup,
         "batch_scores_mb": args.batch_size * args.items * 4 / 2**20,
@@ -184,10 +189,13 @@ def main() -> None:
         f"ratio to floor {figures['ratio_to_floor']:.2f}; {figures['speedup_over_loop']:.1f}x "
         f"the per-user loop; batch {args.batch_size} ({figures['batch_scores_mb']:.0f} MiB of "
         f"scores), {figures['torch_threads']} torch threads; peak RSS "
-        f"{figures['peak_rss_mb']:.0f} MiB (after setup {rss_setup:.0f} MiB)")
+        f"{figures['peak_rss_mb']:.0f} MiB (after setup {rss_setup:.0f} MiB); best of "
+        f"{args.repeats} (median ratio {figures['median_ratio_to_floor']:.2f}); load average "
+        f"{figures['load_avg_1m']:.1f} on {os.cpu_count()} CPUs")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

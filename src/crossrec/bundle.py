@@ -151,8 +151,8 @@ class Bundle:
         out: list[Recommendation | None] = [None] * len(user_ids)
         if known.any():
             with torch.no_grad():
-                scores = self.model.score(Query(users=torch.as_tensor(idx[known], dtype=torch.long)),
-                                          domain).float().cpu()
+                users = torch.as_tensor(idx[known], dtype=torch.long)
+                scores = self.model.score(Query(users=users), domain).float().cpu()
             if exclude_seen:
                 seen = self.train.user_items(domain)[idx[known]].tocoo()
                 scores[torch.as_tensor(seen.row, dtype=torch.long),

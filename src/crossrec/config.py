@@ -86,7 +86,8 @@ class ExperimentConfig(_Strict):
         return [*self.models, *([self.model] if self.model else [])]
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+        text = json.dumps(self.model_dump(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:

@@ -6,7 +6,8 @@ class CrossrecError(Exception):
 
 
 class DataError(CrossrecError):
-    """Input data is malformed, incomplete or inconsistent (the message names file, line, column)."""
+    """Input data is malformed, incomplete or inconsistent (the message names file, line,
+    column)."""
 
 
 class ConfigError(CrossrecError):

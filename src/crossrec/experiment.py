@@ -29,7 +29,8 @@ def resolve_data_path(path: str) -> Path:
 
 def _fingerprint(path: Path) -> list:
     files = [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file())
-    return [(str(q.relative_to(path.parent)), q.stat().st_size, int(q.stat().st_mtime)) for q in files]
+    return [(str(q.relative_to(path.parent)), q.stat().st_size, int(q.stat().st_mtime))
+            for q in files]
 
 
 def load_dataset(cfg: DataConfig, *, use_cache: bool = True) -> MultiDomainDataset:

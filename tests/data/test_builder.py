@@ -21,13 +21,15 @@ def triples(ds):
 
 
 def test_dedupe_keeps_earliest_by_timestamp():
-    rows = frame([("u1", "i1", "a", 1.0, 50), ("u1", "i1", "a", 4.0, 20), ("u1", "i2", "a", 3.0, 10)],
+    rows = frame([("u1", "i1", "a", 1.0, 50), ("u1", "i1", "a", 4.0, 20),
+                  ("u1", "i2", "a", 3.0, 10)],
                  ("user_id", "item_id", "domain", "rating", "timestamp"))
     ds = DatasetBuilder("t").add_interactions(rows).build()
     assert len(ds.interactions) == 2
     kept = ds.interactions[ds.interactions["item"] == ds.item_index("a", ["i1"])[0]]
     assert kept["rating"].tolist() == [4.0] and kept["timestamp"].tolist() == [20]
-    assert {"step": "duplicate (user, item) kept once (earliest)", "dropped": 1} in ds.report["steps"]
+    step = {"step": "duplicate (user, item) kept once (earliest)", "dropped": 1}
+    assert step in ds.report["steps"]
     assert ds.report["raw_interactions"] == 3 and ds.report["interactions"] == 2
 
 

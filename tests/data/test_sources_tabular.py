@@ -94,22 +94,15 @@ def test_several_sources_fuse_into_one_builder(tmp_path):
     assert len(ds.overlap_users("books", "music")) == 1
 
 
-def test_registry_lists_every_reader():
+def test_registry_lists_every_reader(tmp_path):
     assert set(READERS) == {"tabular", "recbole", "amazon_reviews", "arts_office", "cdrib"}
     with pytest.raises(DataError, match="unknown data format 'csv'; known: amazon_reviews, "
                                         "arts_office, cdrib, recbole, tabular"):
         read("csv", interactions="x.csv")
     with pytest.raises(DataError, match="data format 'cdrib'.*'root'"):
         read("cdrib")
-    assert isinstance(read("tabular", interactions=_tiny(), domain="d"), DatasetBuilder)
-
-
-def _tiny():
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkdtemp()) / "tiny.csv"
-    return write(path, "user_id,item_id\nu,i\n")
+    tiny = write(tmp_path / "tiny.csv", "user_id,item_id\nu,i\n")
+    assert isinstance(read("tabular", interactions=tiny, domain="d"), DatasetBuilder)
 
 
 # ---------------------------------------------------------------- bad input -> clear errors

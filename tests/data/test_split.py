@@ -123,6 +123,7 @@ def test_predefined_split():
     assert len(split.train.interactions) == 3
     assert ds.users.raw(split.test["user"]).tolist() == ["a"]
     assert ds.item_ids(split.valid["item"].to_numpy()).tolist() == ["3"]
-    no_part = DatasetBuilder("plain").add_interactions(rows.drop(columns="part"), domain="d").build()
+    plain = rows.drop(columns="part")
+    no_part = DatasetBuilder("plain").add_interactions(plain, domain="d").build()
     with pytest.raises(DataError, match="dataset 'plain' has no predefined split"):
         predefined(no_part, "d")

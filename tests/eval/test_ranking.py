@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FixedScores, random_split, toy_split
+from eval_toy import FixedScores, random_split, toy_split
 
 from crossrec.errors import DataError
 from crossrec.eval import EvalResult, evaluate, evaluate_ratings
@@ -190,3 +190,68 @@ def test_ratings() -> None:
     assert r.value("mae", group="cold") == pytest.approx(1.5)
     with pytest.raises(DataError, match="no explicit ratings"):
         evaluate_ratings(FixedScores({"movies": table}), toy_split())
+
+
+def test_nan_scores_are_an_error(split) -> None:
+    table = np.zeros((4, 6), np.float32)
+    table[1, 4] = np.nan  # b's training item: masked, yet still a broken model
+    table[2, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(FixedScores({"movies": table}), split)
+    table[2, [1, 4]] = np.nan  # c's positives: every sampled case sees them
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(FixedScores({"movies": table}), split, n_negatives=5, users=[2])
+
+
+def test_to_dict_is_json(split, model) -> None:
+    import json
+
+    d = json.loads(json.dumps(evaluate(model, split, metrics=ALL).to_dict(per_user=True)))
+    assert d["protocol"] == "full" and d["part"] == "test"
+    auc = [r for r in d["summary"] if r["metric"] == "auc" and r["group"] == "all"]
+    assert auc[0]["k"] is None and len(d["per_user"]) == 3
+
+
+def test_ties_at_the_cut_off_go_to_the_lower_index() -> None:
+    split = random_split(seed=5)
+    n_dom = split.train.info.n_domain_items("movies")
+    model = FixedScores({"movies": np.zeros((split.train.n_users, n_dom), np.float32)})
+    r = evaluate(model, split, ks=(3,), metrics=("hr",))
+    off = split.train.domain_items("movies").start
+    seen = split.train.user_items("movies")
+    valid = split.truth("valid")
+    for u, got in zip(r.per_user["user"], r.per_user["hr@3"], strict=True):
+        masked = set(seen[u].indices) | set(valid.loc[valid.user == u, "item"] - off)
+        first3 = [i for i in range(n_dom) if i not in masked][:3]
+        truth = set(split.truth("test").query("user == @u")["item"] - off)
+        assert got == float(bool(truth & set(first3)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    split = random_split()
+    n_dom = split.train.info.n_domain_items("movies")
+    scores = np.random.default_rng(1).random((split.train.n_users, n_dom)).astype(np.float32)
+    model = FixedScores({"movies": scores})
+    cpu = evaluate(model, split, metrics=ALL, ks=(5,))
+    gpu = evaluate(model, split, metrics=ALL, ks=(5,), device="cuda")
+    pd.testing.assert_frame_equal(cpu.per_user, gpu.per_user, rtol=1e-6)
+    s_cpu = evaluate(model, split, n_negatives=10, device="cpu").per_user
+    s_gpu = evaluate(model, split, n_negatives=10, device="cuda").per_user
+    pd.testing.assert_frame_equal(s_cpu, s_gpu)
+
+
+def test_cold_start_split_groups() -> None:
+    from crossrec.data import cold_start_users
+
+    dataset = random_split().train.with_interactions(pd.concat(
+        [random_split().train.interactions, random_split().valid, random_split().test]))
+    split = cold_start_users(dataset, "books", "movies", ratio=0.3, seed=0)
+    n_dom = split.train.info.n_domain_items("movies")
+    scores = np.random.default_rng(0).random((split.train.n_users, n_dom)).astype(np.float32)
+    r = evaluate(FixedScores({"movies": scores}), split, ks=(10,))
+    assert set(r.per_user["group"]) == {"cold"}
+    assert set(r.summary["group"]) == {"all", "cold"}
+    assert r.value("ndcg", 10, "cold") == r.value("ndcg", 10)
+    assert r.per_user["n_truth"].sum() == len(split.truth("test"))

@@ -15,12 +15,14 @@ class TestEASETarget(RecommenderContract):
     model_cls = EASE
     fast_config = {"train_on": "target"}
     scores_every_domain = False
+    history_is_exact = True
 
 
 class TestEASEAll(RecommenderContract):
     model_cls = EASE
-    fast_config = {"train_on": "all", "l2": 50.0}
+    fast_config = {"train_on": "all"}
     transfers = True
+    history_is_exact = True
 
 
 def _closed_form(x: np.ndarray, l2: float) -> np.ndarray:

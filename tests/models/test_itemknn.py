@@ -16,12 +16,14 @@ class TestItemKNNTarget(RecommenderContract):
     model_cls = ItemKNN
     fast_config = {"train_on": "target"}
     scores_every_domain = False
+    history_is_exact = True
 
 
 class TestItemKNNAll(RecommenderContract):
     model_cls = ItemKNN
     fast_config = {"train_on": "all"}
     transfers = True
+    history_is_exact = True
 
 
 # users x items: u0 {0, 1}, u1 {0, 1, 2}, u2 {2}: every item has 2 users

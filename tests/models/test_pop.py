@@ -12,12 +12,14 @@ from crossrec.testing.contract import RecommenderContract
 class TestPop(RecommenderContract):
     model_cls = Pop
     uses_history = False
+    history_is_exact = True
 
 
 class TestPopAll(RecommenderContract):
     model_cls = Pop
     fast_config = {"train_on": "all"}
     uses_history = False
+    history_is_exact = True
 
 
 def test_scores_are_training_counts() -> None:

@@ -159,38 +159,47 @@ def auc(scores: ArrayLike, truth: ArrayLike, exclude: ArrayLike | None = None) -
     """Per-user ROC AUC (Mann–Whitney): P(positive scored above a negative), ties count 0.5.
 
     Negatives are the items that are neither relevant nor excluded (e.g. the training items
-    that evaluation masks). Runs in ``O(B N log N)`` with a sort per row.
+    that evaluation masks). No sort of the ``N`` items: each negative is located among the
+    user's (few) sorted positives with ``searchsorted``, ``O(B N log P)``.
 
     Args:
-        scores: ``float[B, N]`` scores of all items.
+        scores: ``float[B, N]`` scores of all items (compared in their own precision).
         truth: ``bool[B, N]`` relevant items.
         exclude: optional ``bool[B, N]`` items that are neither positives nor negatives.
 
     Returns:
         ``float64[B]``; NaN for a user with no positive or no negative.
     """
-    s = torch.as_tensor(scores).to(torch.float64)
+    s = torch.as_tensor(scores)
+    if not s.is_floating_point():
+        s = s.to(torch.float64)
     pos = torch.as_tensor(truth, device=s.device).bool()
     neg = ~pos
     if exclude is not None:
         neg &= ~torch.as_tensor(exclude, device=s.device).bool()
-    n_neg = neg.sum(1)
-    n_pos = pos.sum(1)
-    # negatives first (ascending), everything else pushed to +inf at the end of each row
-    neg_sorted = torch.sort(torch.where(neg, s, torch.inf), dim=1).values
-    p_max = int(n_pos.max()) if len(n_pos) else 0
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    out = torch.full((s.shape[0],), float("nan"), dtype=torch.float64, device=s.device)
+    p_max = int(n_pos.max()) if s.shape[0] else 0
     if p_max == 0:
-        return torch.full((s.shape[0],), float("nan"), dtype=torch.float64)
-    # positives packed left in a [B, P] matrix (padding is masked out below)
-    order = torch.argsort((~pos).to(torch.int8), dim=1, stable=True)[:, :p_max]
-    p_scores = torch.gather(s, 1, order)
-    p_valid = torch.gather(pos, 1, order)
-    below = torch.searchsorted(neg_sorted, p_scores, right=False)
-    upto = torch.minimum(torch.searchsorted(neg_sorted, p_scores, right=True), n_neg[:, None])
-    wins = below.to(torch.float64) + 0.5 * (upto - below).to(torch.float64)
-    total = torch.where(p_valid, wins, 0.0).sum(1)
-    out = total / (n_pos * n_neg).to(torch.float64)
-    return torch.where((n_pos > 0) & (n_neg > 0), out, torch.nan)
+        return out
+    # each row's positive scores, sorted ascending, padded with +inf: [B, P]
+    r, c = pos.nonzero(as_tuple=True)
+    first = torch.cumsum(n_pos, 0) - n_pos
+    packed = torch.full((s.shape[0], p_max), torch.inf, dtype=s.dtype, device=s.device)
+    packed[r, torch.arange(len(r), device=s.device) - first[r]] = s[r, c]
+    packed = torch.sort(packed, dim=1).values
+    twice_wins = torch.zeros(s.shape[0], dtype=torch.int64, device=s.device)
+    for rows in torch.arange(s.shape[0], device=s.device).split(128):  # bounded memory
+        cap = n_pos[rows, None].to(torch.int32)
+        seq, v = packed[rows], s[rows]
+        below = torch.minimum(torch.searchsorted(seq, v, out_int32=True), cap)  # positives < v
+        upto = torch.minimum(torch.searchsorted(seq, v, right=True, out_int32=True), cap)
+        # against a negative scored v, positives above v win (2 halves), equal ones tie (1)
+        halves = (cap - upto) * 2 + (upto - below)
+        twice_wins[rows] = torch.where(neg[rows], halves, 0).sum(1, dtype=torch.int64)
+    ok = (n_pos > 0) & (n_neg > 0)
+    out[ok] = twice_wins[ok].to(torch.float64) / (2.0 * n_pos[ok] * n_neg[ok])
+    return out
 
 
 def sampled_metrics(

@@ -35,22 +35,20 @@ SAMPLE_BLOCK = 1024
 
 
 class _CSRRows:
-    """A CSR matrix as torch tensors: the (row-in-batch, column) pairs of a batch of rows."""
+    """Nonzeros of a CSR matrix ``[R, N]`` as flat offsets ``row * N + col`` (torch, sorted),
+    so that a batch of consecutive rows is one slice of a precomputed tensor."""
 
     def __init__(self, csr: sp.csr_matrix, device: torch.device) -> None:
-        self.indptr = torch.as_tensor(csr.indptr.astype(np.int64), device=device)
-        self.indices = torch.as_tensor(csr.indices.astype(np.int64), device=device)
+        self.indptr = csr.indptr.astype(np.int64)
+        self.n_cols = csr.shape[1]
+        row = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(self.indptr))
+        flat = row * self.n_cols + csr.indices.astype(np.int64)
+        self.flat = torch.as_tensor(flat, device=device)
 
-    def pairs(self, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Nonzeros of ``rows`` ``[B]``: batch position ``[nnz]`` and column ``[nnz]``."""
-        start = self.indptr[rows]
-        lens = self.indptr[rows + 1] - start
-        total = int(lens.sum())
-        pos = torch.arange(len(rows), device=rows.device).repeat_interleave(lens, output_size=total)
-        first = (torch.cumsum(lens, 0) - lens).repeat_interleave(lens, output_size=total)
-        offset = start.repeat_interleave(lens, output_size=total)
-        index = torch.arange(total, device=rows.device) - first + offset
-        return pos, self.indices[index]
+    def batch(self, rows: slice) -> Tensor:
+        """Offsets into the flattened ``[len(rows), N]`` block of ``rows`` (``int64[nnz]``)."""
+        a, b = self.indptr[rows.start], self.indptr[rows.stop]
+        return self.flat[a:b] - rows.start * self.n_cols
 
 
 def _binary_csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -102,13 +100,24 @@ def _batches(n: int, size: int, progress: bool, label: str) -> Iterator[slice]:
         yield slice(s, min(n, s + size))
 
 
+def _model_device(model: Recommender) -> torch.device:
+    """Where the model wants its query: the device of its parameters (CPU if it has none)."""
+    if isinstance(model, torch.nn.Module):
+        for t in (*model.parameters(), *model.buffers()):
+            return t.device
+    return torch.device("cpu")
+
+
 def _score(model: Recommender, users: Tensor, domain: str, n_dom: int, device: torch.device
            ) -> Tensor:
+    """``model.score`` for ``users`` ``[B]`` -> ``[B, n_dom]`` on ``device``, safe to mask."""
     with torch.no_grad():
-        scores = model.score(Query(users=users), domain)
+        scores = model.score(Query(users=users.to(_model_device(model))), domain)
     if scores.shape != (len(users), n_dom):
         raise ValueError(f"{type(model).__name__}.score returned shape {tuple(scores.shape)}; "
                          f"expected [{len(users)}, {n_dom}] for domain {domain!r}")
+    if not scores.is_floating_point():
+        scores = scores.float()  # e.g. integer counts: masking needs -inf
     return _writable(scores.to(device), model)
 
 
@@ -164,6 +173,10 @@ def evaluate(
         users: evaluate only these users (those without truth are skipped).
         progress: show a progress bar.
 
+    Full ranking lists the top ``max(ks)`` items (fewer when the domain is smaller); equal
+    scores are ordered by item index, lower first, also at the cut-off. A model whose scores
+    contain NaN is an error.
+
     Returns:
         EvalResult with one row per user (per case when sampled).
 
@@ -187,31 +200,34 @@ def evaluate(
     if len(eval_users) == 0:
         raise DataError(f"no {part} truth in domain {domain!r}"
                         + (" for the users asked for" if users is not None else ""))
-    known_rows, truth_rows = _CSRRows(known, dev), _CSRRows(truth, dev)
+    known_rows, truth_rows = _CSRRows(known[eval_users], dev), _CSRRows(truth[eval_users], dev)
+    n_truth = np.diff(truth.indptr)[eval_users].astype(np.int64)
     length = min(ks[-1], n_dom)
-    all_hits, all_auc = [], []
+    # one reusable [B, n_dom] bool block: set the truth, gather at the top-k, clear again
+    is_truth = torch.zeros(min(batch_size, len(eval_users)) * n_dom, dtype=torch.bool,
+                           device=dev)
+    columns: list[dict[str, np.ndarray]] = []
     for sl in _batches(len(eval_users), batch_size, progress, f"ranking {domain}"):
         u = torch.as_tensor(eval_users[sl], dtype=torch.int64, device=dev)
         scores = _score(model, u, domain, n_dom, dev)
-        rows, cols = known_rows.pairs(u)
-        scores.index_put_((rows, cols), torch.tensor(-torch.inf, dtype=scores.dtype, device=dev))
-        t_rows, t_cols = truth_rows.pairs(u)
-        if "auc" in metrics:
-            all_auc.append(_batch_auc(scores, (rows, cols), (t_rows, t_cols)))
+        seen, held = known_rows.batch(sl), truth_rows.batch(sl)
+        scores.view(-1).index_fill_(0, seen, -torch.inf)
         top = _top(scores, length)
-        keys = torch.arange(len(u), device=dev)[:, None] * n_dom + top
-        all_hits.append(_isin_sorted(keys, t_rows * n_dom + t_cols).cpu())
+        block = is_truth[: len(u) * n_dom]
+        block.index_fill_(0, held, True)
+        hits = torch.gather(block.view(len(u), n_dom), 1, top).cpu()
+        block.index_fill_(0, held, False)
+        cols = M.rank_metrics(hits, n_truth[sl], ks, metrics)
+        if "auc" in metrics:
+            cols["auc"] = _batch_auc(scores, seen, held)
+        columns.append(cols)
         del scores
-    hits = torch.cat(all_hits)
-    n_truth = np.diff(truth.indptr)[eval_users]
     frame = pd.DataFrame({
         "user": eval_users.astype(np.int64),
         "group": split.user_groups(eval_users, domain),
-        "n_truth": n_truth.astype(np.int64),
-        **M.rank_metrics(hits, n_truth, ks, metrics),
+        "n_truth": n_truth,
+        **{c: np.concatenate([part[c] for part in columns]) for c in columns[0]},
     })
-    if all_auc:
-        frame["auc"] = torch.cat(all_auc).numpy()
     return EvalResult("full", domain, part, frame, summarize(frame), params)
 
 
@@ -223,6 +239,8 @@ def _top(scores: Tensor, length: int) -> Tensor:
     """
     n = scores.shape[1]
     values, index = torch.topk(scores, min(length + 1, n), dim=1, sorted=True)
+    if torch.isnan(values[:, 0]).any():  # topk puts NaN first, so this sees every NaN row
+        raise ValueError("the model's scores contain NaN")
     if length < n:
         tied = (values[:, length] == values[:, length - 1]).nonzero().squeeze(1)
         values, index = values[:, :length], index[:, :length].clone()
@@ -245,21 +263,13 @@ def _fill_ties(scores: Tensor, values: Tensor, index: Tensor, rows: Tensor) -> N
     index[rows[r], above[r] + ordinal[r, col].long() - 1] = col
 
 
-def _isin_sorted(query: Tensor, keys: Tensor) -> Tensor:
-    """``query`` values present in the sorted 1-D ``keys``, as a bool tensor like ``query``."""
-    if keys.numel() == 0:
-        return torch.zeros_like(query, dtype=torch.bool)
-    pos = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
-    return keys[pos] == query
-
-
-def _batch_auc(scores: Tensor, known: tuple[Tensor, Tensor], truth: tuple[Tensor, Tensor]
-               ) -> Tensor:
-    excl = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-    excl[known] = True
+def _batch_auc(scores: Tensor, seen: Tensor, held: Tensor) -> np.ndarray:
+    """AUC per row of a masked ``[B, N]`` score block; ``seen``/``held`` are flat offsets."""
+    excl = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
     pos = torch.zeros_like(excl)
-    pos[truth] = True
-    return M.auc(scores, pos, excl).cpu()
+    excl.index_fill_(0, seen, True)
+    pos.index_fill_(0, held, True)
+    return M.auc(scores, pos.view(scores.shape), excl.view(scores.shape)).cpu().numpy()
 
 
 def _draw_negatives(users: np.ndarray, n: int, n_dom: int, seen_keys: np.ndarray,
@@ -317,7 +327,9 @@ def _evaluate_sampled(model: Recommender, split: Split, domain: str, part: str,
         for sl in _batches(len(bu), batch_size, False, ""):
             uniq, inv = np.unique(bu[sl], return_inverse=True)
             scores = _score(model, torch.as_tensor(uniq, device=dev), domain, n_dom, dev)
-            c = torch.gather(scores[torch.as_tensor(inv, device=dev)], 1, cand[sl])
+            c = scores[torch.as_tensor(inv, device=dev)[:, None], cand[sl]]  # [b, n + 1]
+            if torch.isnan(c).any():
+                raise ValueError("the model's scores contain NaN")
             ranks.append((1 + (c[:, 1:] >= c[:, :1]).sum(1)).cpu())
     rank = torch.cat(ranks).numpy()
     per_case = pd.DataFrame({

@@ -99,6 +99,16 @@ def _protocol(rows: pd.DataFrame, config: dict, protocol: str | None) -> str:
     return str(config.get("protocol") or config.get("eval", {}).get("protocol") or "unspecified")
 
 
+def _explain(protocol: str) -> str:
+    if protocol == "full":
+        return " (every item of the domain ranked; items known from training masked)"
+    if protocol.startswith("sampled-"):
+        n = protocol.split("-", 1)[1]
+        return (f" (each held-out item ranked against {n} sampled negatives; not comparable "
+                "with full-ranking figures)")
+    return ""
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
@@ -153,9 +163,8 @@ def write_report(
     groups = [g for g in dict.fromkeys([group, "all", "cold", "warm"])
               if (rows["group"] == g).any()]
     label = _protocol(rows, config, protocol)
-    md = [f"# {title}", "", f"Protocol: **{label}**"
-          + (" (full ranking over all items of the domain, training items masked)"
-             if label == "full" else ""), "", "Command:", "", "```", command, "```", ""]
+    md = [f"# {title}", "", f"Protocol: **{label}**{_explain(label)}", "", "Command:", "",
+          "```", command, "```", ""]
     for g in groups:
         md += [f"## {g} users" + (" (main)" if g == group else ""), "", _markdown(rows, g), ""]
     md += ["Cells are mean ± std over seeds. Rows: `results.json`. Chart: `metrics.png`.", ""]

@@ -57,8 +57,7 @@ def summarize(per_user: pd.DataFrame) -> pd.DataFrame:
                 name, value = "rmse", math.sqrt(value)
             rows.append({
                 "group": group, "metric": name, "k": k, "value": value,
-                "n_users": int(part["user"].to_numpy()[ok].size if "item" not in part
-                               else np.unique(part["user"].to_numpy()[ok]).size),
+                "n_users": int(np.unique(part["user"].to_numpy()[ok]).size),
                 "n_cases": int(ok.sum()),
             })
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -216,7 +216,8 @@ class TorchRecommender(nn.Module, Recommender):
         self.train_data, self.options = train, options
         self.build(train, options)
         self.to(options.device)
-        Trainer(options).fit(self, train, self.default_stages(options.sources, options.target))
+        stages = self.default_stages(options.sources, options.target)
+        self.training_summary = Trainer(options).fit(self, train, stages)  # epochs, best valid
         self.eval()
         return self
 

@@ -16,6 +16,7 @@ known answer: a model that transfers must beat popularity on the cold-start test
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -72,6 +73,8 @@ class RecommenderContract:
         min_margin: Recall@10 by which a transferring model must beat popularity.
         registered: whether ``MODELS[model_cls.name]`` must be ``model_cls``.
         uses_history: False for models that score every user alike (popularity).
+        history_is_exact: True if passing a user's training history as ``Query.history``
+            must give the same scores as passing the user (memory-based models).
     """
 
     model_cls: ClassVar[type[Recommender]]
@@ -81,6 +84,7 @@ class RecommenderContract:
     min_margin: ClassVar[float] = 0.1
     registered: ClassVar[bool] = True
     uses_history: ClassVar[bool] = True
+    history_is_exact: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ hooks
     def make_model(self, **overrides: Any) -> Recommender:
@@ -109,7 +113,7 @@ class RecommenderContract:
                                    split.train.domain_users(TARGET))[:4]
         return torch.from_numpy(np.concatenate([cold, warm, source_only]).astype(np.int64))
 
-    def _domains(self, model: Recommender, split: Split):
+    def _domains(self, model: Recommender, split: Split) -> Iterator[str]:
         for domain in split.train.domains:
             if domain == TARGET or self.scores_every_domain:
                 yield domain
@@ -188,6 +192,22 @@ class RecommenderContract:
             scores = fitted.score(query, domain)
             assert scores.shape == (3, split.train.info.n_domain_items(domain))
             assert torch.isfinite(scores).all()
+
+    def test_history_replaces_training_history(self, fitted: Recommender, split: Split,
+                                               users: torch.Tensor) -> None:
+        if not self.history_is_exact:
+            pytest.skip("model folds histories in approximately")
+        rows = split.train.user_items(None)[users.numpy()]
+        width = max(1, int(np.diff(rows.indptr).max()))
+        history = torch.full((len(users), width), -1, dtype=torch.long)
+        for r in range(len(users)):
+            items = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+            history[r, : len(items)] = torch.from_numpy(items.astype(np.int64))
+        anonymous = torch.full_like(users, -1)
+        for domain in self._domains(fitted, split):
+            torch.testing.assert_close(fitted.score(Query(anonymous, history), domain).cpu(),
+                                       fitted.score(Query(users), domain).cpu(),
+                                       rtol=1e-5, atol=1e-5)
 
     def test_history_out_of_range_raises(self, fitted: Recommender, split: Split) -> None:
         if not self.uses_history:

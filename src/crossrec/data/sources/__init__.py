@@ -32,8 +32,33 @@ READERS: dict[str, Callable[..., DatasetBuilder]] = {
 }
 
 
-def read(format: str, **options) -> DatasetBuilder:
+HINTS: dict[str, str] = {
+    "amazon_reviews": DOWNLOAD_HINT,
+    "arts_office": (
+        "Fetch DG_Final/AO/{item_listA_F.csv,item_listO_AA_F.csv,train_F2.txt,valid_F2.txt,"
+        "test_F2.txt} and DG_Final/DG_src/dataset/Entertainment-Education_AO/userlist.txt from "
+        "the GitHub repository TingJShen/URLLM into <data dir>/amazon-arts-office/."
+    ),
+    "cdrib": (
+        "Fetch dataset/{cloth_sport,sport_cloth,game_video,video_game}/{train,valid,test}.txt "
+        "from the GitHub repository cjx96/CDRIB into <data dir>/cdrib-amazon/."
+    ),
+    "recbole": (
+        "RecBole atomic files, e.g. dataset/ml-100k/ml-100k.{inter,item,user} of the GitHub "
+        "repository RUCAIBox/RecBole, into <data dir>/movielens-100k/."
+    ),
+}
+
+
+def download_hint(format: str) -> str:
+    """What to fetch, and where to put it, for the data of reader ``format`` ("" if none)."""
+    return HINTS.get(format, "")
+
+
+def read(format: str, source=None, /, **options) -> DatasetBuilder:  # noqa: ANN001
     """Run the reader registered as ``format`` with ``options`` (its keyword arguments).
+
+    ``source``, when given, is passed as the reader's first argument (its path or paths).
 
     Raises:
         DataError: for an unknown format (the message lists the known ones), or options the
@@ -45,6 +70,11 @@ def read(format: str, **options) -> DatasetBuilder:
         raise DataError(
             f"unknown data format {format!r}; known: {', '.join(sorted(READERS))}"
         ) from None
+    if source is not None:
+        first = next(iter(inspect.signature(reader).parameters))
+        if first in options:
+            raise DataError(f"data format {format!r}: {first!r} given twice")
+        options = {first: source, **options}
     try:
         inspect.signature(reader).bind(**options)
     except TypeError as e:
@@ -55,6 +85,7 @@ def read(format: str, **options) -> DatasetBuilder:
 __all__ = [
     "DOWNLOAD_HINT",
     "READERS",
+    "download_hint",
     "read",
     "read_amazon_reviews",
     "read_arts_office",

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from crossrec.data.builder import DatasetBuilder
-from crossrec.data.sources.tabular import (
+from crossrec.data.sources.table import (
     Table,
     as_str,
     check_file,
@@ -153,18 +153,18 @@ def _read_reviews(path: Path) -> pd.DataFrame:
                             f"(keys: {', '.join(list(obj)[:8])})")
         users.append(str(user))
         items.append(str(item))
-        ratings.append(_first(obj, _RATING_KEYS))
+        rating = _first(obj, _RATING_KEYS)
+        ratings.append("" if rating is None else rating)
         if "unixReviewTime" in obj:
             times.append(obj["unixReviewTime"])
         else:
-            times.append(obj.get("timestamp"))
             millis = millis or "timestamp" in obj
+            times.append(obj.get("timestamp", ""))
         lines.append(line_no)
     if not users:
         raise DataError(f"{path}: the file is empty (only blank lines)")
     table = Table(pd.DataFrame({"rating": ratings, "timestamp": times}, dtype=object), path,
                   "jsonl", lines=np.asarray(lines))
-    table.frame = table.frame.fillna("")
     stamps = table.timestamps("timestamp")
     return pd.DataFrame({
         "user_id": users, "item_id": items, "rating": table.numbers("rating"),

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from crossrec.data.builder import DatasetBuilder
-from crossrec.data.sources.tabular import check_file, open_text
+from crossrec.data.sources.table import check_file, open_text
 from crossrec.errors import DataError
 
 DOMAINS = {"arts": "item_listA_F.csv", "office": "item_listO_AA_F.csv"}

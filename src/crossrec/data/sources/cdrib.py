@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from crossrec.data.builder import DatasetBuilder
-from crossrec.data.sources.tabular import check_file, read_table
+from crossrec.data.sources.table import check_file, read_table
 from crossrec.errors import DataError
 
 # Number of shared users C per pair, from SOURCE.md ("C is 9828 for Cloth/Sport and 2179 for

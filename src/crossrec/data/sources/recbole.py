@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from crossrec.data.builder import DatasetBuilder
-from crossrec.data.sources.tabular import Table, as_str, read_table
+from crossrec.data.sources.table import Table, as_str, read_table
 from crossrec.errors import DataError
 
 logger = logging.getLogger(__name__)

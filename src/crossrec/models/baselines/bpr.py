@@ -37,7 +37,7 @@ class BPRConfig(BaselineConfig):
 
     embedding_size: int = Field(64, ge=1)
     n_negatives: int = Field(1, ge=1)
-    weight_decay: float = Field(1e-5, ge=0.0)
+    weight_decay: float = Field(1e-3, ge=0.0)
     init_std: float = Field(0.1, gt=0.0)
     learning_rate: float = Field(5e-3, gt=0.0)
     epochs: int = Field(30, ge=1)
