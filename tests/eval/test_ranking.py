@@ -86,6 +86,27 @@ def test_model_output_view_is_not_modified(split) -> None:
     assert torch.equal(m.tables["movies"], before)
 
 
+def test_model_parameters_are_not_modified(split) -> None:
+    from torch import nn
+
+    from crossrec.models.base import TorchRecommender
+
+    class Table(TorchRecommender):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Parameter(torch.arange(18.0).reshape(3, 6), requires_grad=False)
+
+        def build(self, train, options): ...
+        def batches(self, train, stage, rng): return iter(())
+        def loss(self, batch, stage): return torch.zeros(())
+        def score(self, query, domain): return self.table.detach()  # the parameter itself
+
+    m = Table()
+    r = evaluate(m, split, users=[0, 1, 2], ks=(1,), metrics=("hr",))
+    assert torch.equal(m.table, torch.arange(18.0).reshape(3, 6))
+    assert r.per_user["hr@1"].tolist() == [0.0, 1.0, 0.0]  # b: m5 scores highest
+
+
 def test_batched_equals_single_user_batches() -> None:
     split = random_split()
     rng = np.random.default_rng(1)
@@ -255,3 +276,17 @@ def test_cold_start_split_groups() -> None:
     assert set(r.summary["group"]) == {"all", "cold"}
     assert r.value("ndcg", 10, "cold") == r.value("ndcg", 10)
     assert r.per_user["n_truth"].sum() == len(split.truth("test"))
+
+
+def test_truth_item_also_seen_in_training_stays_rankable() -> None:
+    from eval_toy import ROWS
+
+    from crossrec.data import DatasetBuilder, predefined
+
+    rows = [*ROWS, ("d", "movies", "m2", "test", 1.0)]  # d has m2 in training too (a repeat)
+    frame = pd.DataFrame(rows, columns=["user_id", "domain", "item_id", "part", "rating"])
+    split = predefined(DatasetBuilder("rep").add_interactions(frame).build(dedupe=False), "movies")
+    table = np.zeros((4, 6), np.float32)
+    table[3] = [0, 0, 9, 8, 0, 0]  # d: m2 (train and test) first, m3 (train only) second
+    r = evaluate(FixedScores({"movies": table}), split, ks=(1,), metrics=("hr",), users=[3])
+    assert r.per_user["hr@1"].tolist() == [1.0]

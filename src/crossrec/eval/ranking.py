@@ -161,7 +161,9 @@ def evaluate(
         domain: the domain to rank (default: ``split.target``).
         part: ``"valid"`` or ``"test"``; at test time the valid items are masked too.
         ks: cut-offs.
-        metrics: among ``recall, precision, hr, ndcg, mrr`` (at each k) and ``auc``.
+        metrics: among ``recall, precision, hr, ndcg, mrr`` (at each k) and ``auc`` (ask for
+            it only when needed: it locates every item among the user's positives, several
+            times the cost of the top-k).
         batch_size: users per ``score`` call (full) or cases per call (sampled); peak memory is
             about ``batch_size x n_items(domain)`` scores.
         n_negatives: None (default) = full ranking. N = sampled protocol: each truth row is

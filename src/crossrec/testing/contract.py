@@ -181,6 +181,20 @@ class RecommenderContract:
                                        fitted.score(Query(users), domain).cpu(),
                                        rtol=1e-6, atol=1e-6)
 
+    def test_bundle_round_trip(self, fitted: Recommender, split: Split, users: torch.Tensor,
+                               tmp_path_factory: pytest.TempPathFactory) -> None:
+        from crossrec.bundle import Bundle
+
+        spec = {"name": self.model_cls.name, **fitted.config.model_dump()}
+        config = {"model": spec, "target": TARGET, "sources": [SOURCE], "seed": 0}
+        path = Bundle(fitted, split.train, config).save(tmp_path_factory.mktemp("b") / "bundle")
+        loaded = Bundle.load(path)
+        assert type(loaded.model) is type(fitted)
+        for domain in self._domains(fitted, split):
+            torch.testing.assert_close(loaded.model.score(Query(users), domain).cpu(),
+                                       fitted.score(Query(users), domain).cpu(),
+                                       rtol=1e-6, atol=1e-6)
+
     def test_history_query(self, fitted: Recommender, split: Split) -> None:
         src = split.train.domain_items(SOURCE)
         tgt = split.train.domain_items(TARGET)

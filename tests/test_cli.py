@@ -1,0 +1,128 @@
+"""The crossrec command end to end on small data: prepare, stats, train, evaluate, recommend,
+benchmark (table, report.md, PNG, JSON rows)."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from crossrec.cli import app
+from crossrec.testing import make_two_domain
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    return result
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "synthetic"
+    make_two_domain(seed=3).save(path)
+    return path
+
+
+def experiment(tmp_path, prepared, models: str) -> str:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(f"""
+name = "cli"
+[data]
+prepared = "{prepared.as_posix()}"
+[split]
+kind = "cold_start_users"
+source = ["source"]
+target = "target"
+ratio = 0.3
+[train]
+seeds = [0, 1]
+[eval]
+ks = [5, 10]
+report_group = "cold"
+{models}
+""")
+    return str(cfg)
+
+
+MODELS = """
+[[models]]
+name = "pop"
+[[models]]
+name = "itemknn"
+train_on = "all"
+[[models]]
+name = "bpr"
+train_on = "all"
+epochs = 2
+"""
+
+
+def test_prepare_and_stats(tmp_path):
+    inter = tmp_path / "inter.csv"
+    pd.DataFrame({"user_id": ["a", "a", "b", "b", "c", "a"],
+                  "item_id": ["x", "y", "x", "z", "y", "x"],
+                  "domain": ["books", "books", "books", "music", "music", "books"]}
+                 ).to_csv(inter, index=False)
+    out = tmp_path / "ds"
+    r = invoke("prepare", "tabular", str(inter), str(out))
+    assert r.exit_code == 0, r.output
+    assert "duplicate" in r.output and "books" in r.output
+    r = invoke("data", "stats", str(out))
+    assert r.exit_code == 0, r.output
+    assert "books & music" in r.output
+
+
+def test_prepare_bad_input_is_a_clear_error(tmp_path):
+    inter = tmp_path / "inter.csv"
+    inter.write_text("user_id,item\na,x\n")
+    r = invoke("prepare", "tabular", str(inter), str(tmp_path / "ds"))
+    assert r.exit_code == 2
+    assert "missing column 'item_id'" in r.output and "inter.csv" in r.output
+    assert not (tmp_path / "ds").exists()
+    r = invoke("prepare", "nosuchformat", str(inter), str(tmp_path / "ds"))
+    assert r.exit_code == 2 and "unknown data format" in r.output
+
+
+def test_train_evaluate_recommend(tmp_path, prepared):
+    cfg = experiment(tmp_path, prepared, MODELS)
+    out = tmp_path / "run"
+    r = invoke("train", cfg, "--model", "1", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["protocol"] == "full"
+    r = invoke("evaluate", str(out / "bundle"))
+    assert r.exit_code == 0, r.output
+    assert "ndcg@10" in r.output
+    r = invoke("recommend", str(out / "bundle"), "--user", "u0", "--user", "ghost", "-k", "3")
+    assert r.exit_code == 0, r.output
+    assert "(model)" in r.output and "popular_fallback" in r.output
+
+
+def test_benchmark_json_and_report(tmp_path, prepared):
+    cfg = experiment(tmp_path, prepared, MODELS)
+    js = tmp_path / "rows.json"
+    out = tmp_path / "report"
+    r = invoke("benchmark", cfg, "--json", str(js), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    payload = json.loads(js.read_text())
+    rows = payload["rows"]
+    assert {"model", "group", "metric", "k", "mean", "std", "n_users", "seeds"} <= set(rows[0])
+    assert {r["model"] for r in rows} == {"pop", "itemknn(train_on=all)",
+                                          "bpr(train_on=all,epochs=2)"}
+    assert all(r["seeds"] == 2 for r in rows)
+    assert (out / "report.md").exists() and list(out.glob("*.png"))
+    assert payload["config"]["protocol"] == "full"
+    cold = [r for r in rows if r["group"] == "cold" and r["metric"] == "recall" and r["k"] == 10]
+    by_model = {r["model"]: r["mean"] for r in cold}
+    assert by_model["itemknn(train_on=all)"] > by_model["pop"]  # the known answer
+
+
+def test_config_errors_are_clear(tmp_path, prepared):
+    cfg = experiment(tmp_path, prepared, '[[models]]\nname = "nosuch"\n')
+    r = invoke("train", cfg)
+    assert r.exit_code == 2 and "unknown model 'nosuch'" in r.output
+    cfg = experiment(tmp_path, prepared, '[[models]]\nname = "bpr"\nepochz = 1\n')
+    r = invoke("train", cfg)
+    assert r.exit_code == 2 and "epochz" in r.output
