@@ -18,7 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cross-domain recommendation: prepare data, train, evaluate, benchmark.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
 app.add_typer(data_app, name="data")
-console = Console(stderr=False)
+# a fixed width when piped (logs, CI), so that wide metric tables are not cut
+console = Console() if sys.stdout.isatty() else Console(width=160)
+SHOWN = ["recall", "ndcg", "hr", "mrr"]  # printed; every metric goes to report.md / JSON
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value")]
 
@@ -201,9 +203,11 @@ def benchmark(
                                              "config": report_cfg}, indent=2, default=str))
     except CrossrecError as e:
         _fail(e)
-    for g in ("all", "cold", "warm"):
+    groups = [g for g in ("cold", "warm") if (result.rows["group"] == g).any()]
+    for g in ["all", *groups] if len(groups) > 1 else groups or ["all"]:
         sub = result.rows[result.rows["group"] == g]
         if len(sub):
+            sub = sub[sub["metric"].isin(SHOWN)]
             console.print(format_table(sub, title=f"{cfg.name}: {g} users ({result.protocol})"))
     if len(tests):
         t = Table(title=f"paired tests on the same users ({main}, {group})")

@@ -116,8 +116,13 @@ class RunResult:
 
 
 def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.Split, seed: int,
-                     *, run_dir: Path | None = None, progress: bool = True) -> RunResult:
-    """Fit one model on ``split.train`` (early stopping on valid) and evaluate valid + test."""
+                     *, run_dir: Path | None = None, progress: bool = True,
+                     fitted: RunResult | None = None) -> RunResult:
+    """Fit one model on ``split.train`` (early stopping on valid) and evaluate valid + test.
+
+    ``fitted``: a result of the same deterministic model on the same split; its model is reused
+    (not refitted) and only evaluated again with this seed (sampled negatives depend on it).
+    """
     from crossrec.eval.ranking import evaluate
 
     metric, _, k = cfg.train.early_stopping.partition("@")
@@ -128,15 +133,18 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
         r = evaluate(m, split, part="valid", ks=(int(k or 10),), metrics=(metric,),
                      batch_size=ev.batch_size, n_negatives=sampled, seed=seed,
                      device=cfg.train.device)
-        return r.value(metric, int(k or 10))
+        return r.value(metric, int(k) if k else None)  # no @k: the full-list metric
 
-    model = build_model(spec)
-    options = FitOptions(target=split.target, sources=tuple(cfg.split.source), seed=seed,
-                         device=cfg.train.device, validate=validate, progress=progress,
-                         run_dir=run_dir)
-    start = time.perf_counter()
-    model.fit(split.train, options)
-    seconds = time.perf_counter() - start
+    if fitted is not None:
+        model, seconds = fitted.model, fitted.fit_seconds
+    else:
+        model = build_model(spec)
+        options = FitOptions(target=split.target, sources=tuple(cfg.split.source), seed=seed,
+                             device=cfg.train.device, validate=validate, progress=progress,
+                             run_dir=run_dir)
+        start = time.perf_counter()
+        model.fit(split.train, options)
+        seconds = time.perf_counter() - start
     kw = dict(ks=tuple(ev.ks), metrics=tuple(ev.metrics), batch_size=ev.batch_size,
               n_negatives=sampled, seed=seed, device=cfg.train.device)
     return RunResult(
@@ -166,11 +174,21 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
     dataset = load_dataset(cfg.data)
     per_seed, per_user, split_info = [], {}, {}
     protocol = "full"
+    seeded_split = cfg.split.kind == "cold_start_users" and cfg.split.seed_follows_run
+    split, fitted = None, {}
     for seed in cfg.train.seeds:
-        split = make_split(dataset, cfg.split, seed)
+        if split is None or seeded_split:
+            split, fitted = make_split(dataset, cfg.split, seed), {}
         split_info[seed] = split.describe()
         for spec in cfg.model_specs():
-            res = fit_and_evaluate(cfg, spec, split, seed, progress=progress)
+            label = model_label(spec)
+            reuse = label in fitted and fitted[label].model.deterministic
+            if reuse and not cfg.eval.n_negatives:
+                res = fitted[label]  # same model, same split, same candidates: same result
+            else:
+                res = fit_and_evaluate(cfg, spec, split, seed, progress=progress,
+                                       fitted=fitted[label] if reuse else None)
+            fitted[label] = res
             protocol = res.test.protocol
             s = res.test.summary.assign(model=res.label, seed=seed)
             per_seed.append(s)
@@ -179,9 +197,10 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
             ndcg = main[(main.metric == "ndcg") & (main.k == cfg.eval.ks[0])]["value"]
             log(f"seed {seed}  {res.label:<40} ndcg@{cfg.eval.ks[0]}="
                 f"{float(ndcg.iloc[0]) if len(ndcg) else float('nan'):.4f}  "
-                f"fit {res.fit_seconds:.1f}s")
+                + ("fit reused (deterministic model, same split)" if reuse
+                   else f"fit {res.fit_seconds:.1f}s"))
     per_seed_df = pd.concat(per_seed, ignore_index=True)
-    rows = (per_seed_df.groupby(["model", "group", "metric", "k"], sort=False)
+    rows = (per_seed_df.groupby(["model", "group", "metric", "k"], sort=False, dropna=False)
             .agg(mean=("value", "mean"), std=("value", "std"), n_users=("n_users", "mean"),
                  seeds=("seed", "nunique"))
             .reset_index())

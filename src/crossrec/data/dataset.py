@@ -97,9 +97,11 @@ class MultiDomainDataset:
     # ----------------------------------------------------------------- id spaces
     @property
     def info(self) -> DatasetInfo:
-        counts = np.bincount(self.item_domain, minlength=len(self.domains))
-        offsets = (0, *np.cumsum(counts).tolist())
-        return DatasetInfo(self.name, self.domains, len(self.users), tuple(int(o) for o in offsets))
+        if "info" not in self._cache:
+            counts = np.bincount(self.item_domain, minlength=len(self.domains))
+            offsets = tuple(int(o) for o in (0, *np.cumsum(counts).tolist()))
+            self._cache["info"] = DatasetInfo(self.name, self.domains, len(self.users), offsets)
+        return self._cache["info"]
 
     @property
     def n_users(self) -> int:
@@ -157,7 +159,11 @@ class MultiDomainDataset:
 
     def domain_users(self, domain: str) -> np.ndarray:
         """Users with at least one interaction in ``domain`` (sorted ``int32``)."""
-        return np.unique(self.domain_interactions(domain)["user"].to_numpy()).astype(np.int32)
+        key = ("domain_users", domain)
+        if key not in self._cache:
+            users = self.domain_interactions(domain)["user"].to_numpy()
+            self._cache[key] = np.unique(users).astype(np.int32)
+        return self._cache[key]
 
     def overlap_users(self, a: str, b: str) -> np.ndarray:
         """Users with interactions in both ``a`` and ``b`` (sorted ``int32``)."""

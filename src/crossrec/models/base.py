@@ -105,6 +105,9 @@ class Recommender(ABC):
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     name: ClassVar[str] = "recommender"
+    #: True when fitting draws nothing at random: the same data give the same model whatever
+    #: the seed (benchmarks then fit once per split instead of once per seed).
+    deterministic: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | dict | None = None, **overrides: Any) -> None:
         data = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})

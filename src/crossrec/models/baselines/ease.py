@@ -70,6 +70,8 @@ class EASE(Recommender):
     one below the lowest score of the row: last, but finite (no inf/NaN downstream).
     """
 
+    deterministic = True
+
     Config = EASEConfig
     name = "ease"
     config: EASEConfig

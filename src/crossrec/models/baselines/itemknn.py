@@ -88,6 +88,8 @@ class ItemKNN(Recommender):
     Users without history in the catalogue get all-zero scores.
     """
 
+    deterministic = True
+
     Config = ItemKNNConfig
     name = "itemknn"
     config: ItemKNNConfig

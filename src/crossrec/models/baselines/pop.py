@@ -25,6 +25,8 @@ class Pop(Recommender):
         torch.Size([2, n_movies])
     """
 
+    deterministic = True
+
     Config = PopConfig
     name = "pop"
 
