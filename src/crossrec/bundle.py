@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crossrec.atomic import atomic_directory
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import CrossrecError
 from crossrec.models.base import FitOptions, Query, Recommender
@@ -71,9 +69,7 @@ class Bundle:
         from safetensors.numpy import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             state = {k: np.ascontiguousarray(v) for k, v in self.model.state().items()}
             save_file(state, str(tmp / "model.safetensors"))
             self.train.save(tmp / "dataset")
@@ -87,17 +83,6 @@ class Bundle:
                 "sha256": {str(p.relative_to(tmp)): _sha256(p) for p in _files(tmp)},
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.rename(path, old)
-                os.rename(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

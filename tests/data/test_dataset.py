@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import crossrec.data.dataset as dataset_module
+import crossrec.atomic as atomic_module
 from crossrec.data.builder import DatasetBuilder
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
@@ -87,7 +87,7 @@ def test_save_is_atomic_when_the_final_rename_fails(tmp_path, monkeypatch, two_d
             raise OSError("rename failed")
         return real(src, dst)
 
-    monkeypatch.setattr(dataset_module.os, "rename", failing_rename)
+    monkeypatch.setattr(atomic_module.os, "rename", failing_rename)
     with pytest.raises(OSError, match="rename failed"):
         two_domain.save(tmp_path / "ds")
     monkeypatch.undo()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from crossrec.atomic import atomic_directory
 from crossrec.data.vocab import Vocabulary
 from crossrec.errors import DataError
 
@@ -211,9 +209,7 @@ class MultiDomainDataset:
         if anything fails, the previous content of ``path`` (if any) is left as it was.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
             self.users.save(tmp / "users.parquet")
             items = pd.DataFrame(
@@ -234,21 +230,6 @@ class MultiDomainDataset:
                 "stats": self.stats(),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.rename(path, old)
-                try:
-                    os.rename(tmp, path)
-                except BaseException:
-                    os.rename(old, path)  # put the previous dataset back
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

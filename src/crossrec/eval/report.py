@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from rich.table import Table
+
+from crossrec.atomic import atomic_file
 
 REQUIRED = ("model", "group", "metric", "k", "mean", "std", "n_users", "seeds")
 CHART_PREFERENCE = ("ndcg@10", "recall@10", "hr@10", "mrr@10", "mrr", "auc")
@@ -109,16 +108,6 @@ def _explain(protocol: str) -> str:
     return ""
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _clean(x: Any) -> Any:
     """JSON-safe: NaN / NA -> None, numpy scalars -> Python."""
@@ -171,11 +160,11 @@ def write_report(
     payload = {"title": title, "protocol": label, "command": command,
                "rows": _clean(rows.drop(columns="label").to_dict("records")),
                "config": _clean(config)}
-    _atomic(out_dir / "results.json",
+    atomic_file(out_dir / "results.json",
             lambda p: p.write_text(json.dumps(payload, indent=2, default=str)))
-    _atomic(out_dir / "metrics.png", lambda p: _chart(rows, groups, title, label, p))
+    atomic_file(out_dir / "metrics.png", lambda p: _chart(rows, groups, title, label, p))
     path = out_dir / "report.md"
-    _atomic(path, lambda p: p.write_text("\n".join(md)))
+    atomic_file(path, lambda p: p.write_text("\n".join(md)))
     return path
 
 

@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from crossrec.atomic import atomic_file
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.models.base import FitOptions, Stage, TorchRecommender
 
@@ -225,6 +225,5 @@ def _save_checkpoint(state: dict[str, torch.Tensor], path: Path, stage: str, epo
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"stage": stage, "epoch": str(epoch)})
-    os.replace(tmp, path)
+    atomic_file(path, lambda tmp: save_file(tensors, str(tmp),
+                                            metadata={"stage": stage, "epoch": str(epoch)}))
