@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
 app.add_typer(data_app, name="data")
 # a fixed width when piped (logs, CI), so that wide metric tables are not cut
-console = Console() if sys.stdout.isatty() else Console(width=160)
+console = Console() if sys.stdout.isatty() else Console(width=200)
 SHOWN = ["recall", "ndcg", "hr", "mrr"]  # printed; every metric goes to report.md / JSON
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value")]

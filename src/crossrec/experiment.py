@@ -209,7 +209,10 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
 
 
 def paired_against_best(result: BenchmarkResult, metric: str, group: str = "all") -> pd.DataFrame:
-    """Paired test of the best model (by mean ``metric``) against every other, same users."""
+    """Paired test of the best model (by mean ``metric``) against every other, same users.
+
+    Each user contributes one pair: their metric averaged over the seeds they were evaluated in.
+    """
     from crossrec.eval.significance import paired_test
 
     name, _, k = metric.partition("@")
@@ -220,19 +223,19 @@ def paired_against_best(result: BenchmarkResult, metric: str, group: str = "all"
     best = sel.sort_values("mean", ascending=False)["model"].iloc[0]
     seeds = sorted({s for (_, s) in result.per_user})
 
-    def stacked(model: str) -> pd.DataFrame:
-        frames = []
-        for s in seeds:
-            pu = result.per_user[(model, s)]
-            if group != "all":
-                pu = pu[pu["group"] == group]
-            frames.append(pu.assign(user=pu["user"].astype("int64") * 1000 + s))
-        return pd.concat(frames, ignore_index=True)
+    def per_user_mean(model: str) -> pd.DataFrame:
+        # one value per user: the mean over the seeds in which the user was evaluated, so a
+        # split that is the same for every seed does not count its users several times
+        frames = [result.per_user[(model, s)] for s in seeds]
+        pu = pd.concat(frames, ignore_index=True)
+        if group != "all":
+            pu = pu[pu["group"] == group]
+        return pu.groupby("user", as_index=False)[metric].mean()
 
     out = []
     for model in sel["model"]:
         if model == best:
             continue
-        t = paired_test(stacked(best), stacked(model), metric=metric)
+        t = paired_test(per_user_mean(best), per_user_mean(model), metric=metric)
         out.append({"best": best, "other": model, "metric": metric, **t})
     return pd.DataFrame(out)
