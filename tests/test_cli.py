@@ -126,3 +126,16 @@ def test_config_errors_are_clear(tmp_path, prepared):
     cfg = experiment(tmp_path, prepared, '[[models]]\nname = "bpr"\nepochz = 1\n')
     r = invoke("train", cfg)
     assert r.exit_code == 2 and "epochz" in r.output
+
+
+def test_benchmark_several_configs(tmp_path, prepared):
+    one = experiment(tmp_path, prepared, '[[models]]\nname = "pop"\n')
+    two_path = tmp_path / "two.toml"
+    two_path.write_text(open(one).read().replace('name = "cli"', 'name = "cli2"'))
+    js = tmp_path / "rows.json"
+    r = invoke("benchmark", one, str(two_path), "--out", str(tmp_path / "rep"), "--json", str(js),
+               "--seeds", "0")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rep" / "cli" / "report.md").exists()
+    assert (tmp_path / "rep" / "cli2" / "report.md").exists()
+    assert json.loads((tmp_path / "rows-cli2.json").read_text())["rows"][0]["seeds"] == 1

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crossrec.config import load_config
 from crossrec.errors import CrossrecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -117,7 +118,6 @@ def train(
 ) -> None:
     """Train one model, evaluate it on valid and test, and save a bundle to OUT."""
     from crossrec.bundle import Bundle
-    from crossrec.config import load_config
     from crossrec.eval.report import format_table
     from crossrec.experiment import fit_and_evaluate, load_dataset, make_split
 
@@ -170,39 +170,56 @@ def evaluate(
 
 @app.command()
 def benchmark(
-    config: Annotated[Path, typer.Argument(help="Experiment TOML file with [[models]]")],
-    out: Annotated[Path | None, typer.Option(help="Report directory")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write rows as JSON")] = None,
+    configs: Annotated[list[Path], typer.Argument(help="Experiment TOML file(s) with [[models]]")],
+    out: Annotated[Path | None, typer.Option(help="Report directory (one config) or parent "
+                                             "of one directory per config")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write rows as JSON (with "
+                                                   "several configs: NAME-<config>.json)")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Several models x seeds on one dataset and split: table, report.md, PNG, JSON."""
-    from crossrec.config import load_config
+    """Several models x seeds on one dataset and split: table, report.md, PNG, JSON.
+
+    Given several configs (e.g. ``configs/cdr-*.toml``), runs each in turn.
+    """
+    overrides = list(set_ or [])
+    if seeds:
+        overrides.append(f"train.seeds=[{seeds}]")
+    command = "crossrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for config in configs:
+        try:
+            cfg = load_config(config, overrides)
+            if out is None:
+                where = Path("runs") / f"benchmark-{cfg.name}"
+            else:
+                where = out if len(configs) == 1 else out / cfg.name
+            js = json_path
+            if js is not None and len(configs) > 1:
+                js = js.with_name(f"{js.stem}-{cfg.name}{js.suffix or '.json'}")
+            _benchmark_one(cfg, where, js, command)
+        except CrossrecError as e:
+            _fail(e)
+
+
+def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str) -> None:  # noqa: ANN001
+    from crossrec.atomic import atomic_file
     from crossrec.eval.report import format_table, write_report
     from crossrec.experiment import benchmark as run_benchmark
     from crossrec.experiment import paired_against_best
 
-    try:
-        overrides = list(set_ or [])
-        if seeds:
-            overrides.append(f"train.seeds=[{seeds}]")
-        cfg = load_config(config, overrides)
-        result = run_benchmark(cfg, log=console.print)
-        group = cfg.eval.report_group
-        main = f"ndcg@{cfg.eval.ks[0]}"
-        tests = paired_against_best(result, main, group)
-        command = "crossrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        out = out or Path("runs") / f"benchmark-{cfg.name}"
-        report_cfg = {**cfg.model_dump(), "protocol": result.protocol, "splits": result.splits,
-                      "paired_tests": tests.to_dict("records")}
-        path = write_report(result.rows, out, title=f"{cfg.name} ({result.protocol})",
-                            command=command, config=report_cfg)
-        if json_path:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps({"rows": result.rows.to_dict("records"),
-                                             "config": report_cfg}, indent=2, default=str))
-    except CrossrecError as e:
-        _fail(e)
+    console.rule(cfg.name)
+    result = run_benchmark(cfg, log=console.print)
+    group = cfg.eval.report_group
+    main = f"ndcg@{cfg.eval.ks[0]}"
+    tests = paired_against_best(result, main, group)
+    report_cfg = {**cfg.model_dump(), "protocol": result.protocol, "splits": result.splits,
+                  "paired_tests": tests.to_dict("records")}
+    path = write_report(result.rows, out, title=f"{cfg.name} ({result.protocol})",
+                        command=command, config=report_cfg)
+    if json_path:
+        text = json.dumps({"rows": result.rows.to_dict("records"), "config": report_cfg},
+                          indent=2, default=str)
+        atomic_file(json_path, lambda tmp: tmp.write_text(text))
     groups = [g for g in ("cold", "warm") if (result.rows["group"] == g).any()]
     for g in ["all", *groups] if len(groups) > 1 else groups or ["all"]:
         sub = result.rows[result.rows["group"] == g]

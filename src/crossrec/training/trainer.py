@@ -137,7 +137,7 @@ class Trainer:
             for epoch in range(1, stage.epochs + 1):
                 t0 = time.perf_counter()
                 loss = self._epoch(model, train, stage, rng, optimizer, epoch)
-                valid = self._validate(model)
+                valid = self._validate(model) if stage.validate else None
                 improved = valid is None or best_valid is None or valid > best_valid
                 if improved:
                     best_valid, best_epoch, bad_epochs = valid, epoch, 0
