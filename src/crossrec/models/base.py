@@ -86,7 +86,9 @@ class Stage:
     """One phase of training (e.g. pre-train on sources, then fine-tune on the target).
 
     ``name`` is passed to ``TorchRecommender.loss``; ``domains`` limits the batches to those
-    domains (empty = all); ``trainable`` lists parameter-name prefixes to train (empty = all).
+    domains (empty = all); ``trainable`` lists parameter-name prefixes to train (empty = all);
+    ``validate=False`` skips ``FitOptions.validate`` (and early stopping) in this stage, for
+    stages whose validation value means nothing yet (e.g. pre-training before a mapping).
     """
 
     name: str
@@ -97,6 +99,7 @@ class Stage:
     domains: tuple[str, ...] = ()
     trainable: tuple[str, ...] = ()
     patience: int = 5  # epochs without validation improvement before stopping
+    validate: bool = True
     validate: bool = True  # False: no validation (e.g. pre-training stages); last weights kept
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -100,47 +100,16 @@ class BPR(TorchRecommender):
     def _keys(self, train: MultiDomainDataset) -> np.ndarray:
         """Sorted ``user * n_items + item`` of every training interaction (int64)."""
         if self._positive_keys is None or self._positive_keys[0] != id(train):
-            inter = train.interactions
-            keys = inter["user"].to_numpy(np.int64) * train.n_items + inter["item"].to_numpy(
-                np.int64
-            )
-            self._positive_keys = (id(train), np.unique(keys))
+            self._positive_keys = (id(train), positive_keys(train))
         return self._positive_keys[1]
 
     def sample_negatives(
         self, train: MultiDomainDataset, users: np.ndarray, items: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        """Uniform negatives from the domain of each positive, avoiding training positives.
-
-        Args:
-            train: the training data.
-            users: ``[b]`` user indices.
-            items: ``[b]`` positive global item indices.
-            rng: the random generator.
-
-        Returns:
-            int64 ``[b, n_negatives]`` global item indices (a negative may still be a positive
-            for a user who interacted with nearly all of a domain).
-        """
-        offsets = np.asarray(train.info.item_offsets, dtype=np.int64)
-        dom = train.item_domain[items].astype(np.int64)
-        start = np.repeat(offsets[dom][:, None], self.config.n_negatives, axis=1)
-        size = np.repeat((offsets[dom + 1] - offsets[dom])[:, None], self.config.n_negatives,
-                         axis=1)
-        neg = start + (rng.random(start.shape) * size).astype(np.int64)
-        keys = self._keys(train)
-        base = users.astype(np.int64)[:, None] * train.n_items
-        for _ in range(NEGATIVE_RETRIES):
-            probe = base + neg
-            at = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
-            clash = keys[at] == probe
-            if not clash.any():
-                break
-            neg[clash] = start[clash] + (rng.random(int(clash.sum())) * size[clash]).astype(
-                np.int64
-            )
-        return neg
+        """``n_negatives`` uniform negatives per positive (see :func:`sample_negatives`)."""
+        return sample_negatives(train, users, items, self.config.n_negatives, self._keys(train),
+                                rng)
 
     def batches(
         self, train: MultiDomainDataset, stage: Stage, rng: np.random.Generator
@@ -204,3 +173,44 @@ class BPR(TorchRecommender):
         train = self._check_fitted()
         items = self.config.check_domain(train, domain, self.options.target)
         return self.user_vectors(query) @ self.item_embedding.weight[items].T
+
+
+def positive_keys(train: MultiDomainDataset) -> np.ndarray:
+    """Sorted unique ``user * n_items + item`` of every training interaction (int64)."""
+    inter = train.interactions
+    keys = inter["user"].to_numpy(np.int64) * train.n_items + inter["item"].to_numpy(np.int64)
+    return np.unique(keys)
+
+
+def sample_negatives(
+    train: MultiDomainDataset, users: np.ndarray, items: np.ndarray, n_negatives: int,
+    keys: np.ndarray, rng: np.random.Generator,
+) -> np.ndarray:
+    """Uniform negatives from the domain of each positive, avoiding training positives.
+
+    Args:
+        train: the training data.
+        users: ``[b]`` user indices.
+        items: ``[b]`` positive global item indices.
+        n_negatives: negatives per positive.
+        keys: ``positive_keys(train)``.
+        rng: the random generator.
+
+    Returns:
+        int64 ``[b, n_negatives]`` global item indices (a negative may still be a positive
+        for a user who interacted with nearly all of a domain).
+    """
+    offsets = np.asarray(train.info.item_offsets, dtype=np.int64)
+    dom = train.item_domain[items].astype(np.int64)
+    start = np.repeat(offsets[dom][:, None], n_negatives, axis=1)
+    size = np.repeat((offsets[dom + 1] - offsets[dom])[:, None], n_negatives, axis=1)
+    neg = start + (rng.random(start.shape) * size).astype(np.int64)
+    base = users.astype(np.int64)[:, None] * train.n_items
+    for _ in range(NEGATIVE_RETRIES):
+        probe = base + neg
+        at = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+        clash = keys[at] == probe
+        if not clash.any():
+            break
+        neg[clash] = start[clash] + (rng.random(int(clash.sum())) * size[clash]).astype(np.int64)
+    return neg
