@@ -12,12 +12,18 @@ from crossrec.models.base import (
     TorchRecommender,
 )
 from crossrec.models.baselines import BPR, EASE, ItemKNN, Pop
+from crossrec.models.cross.cmf import CMF
+from crossrec.models.cross.emcdr import EMCDR
+from crossrec.models.cross.ptupcdr import PTUPCDR
 
 MODELS: dict[str, type[Recommender]] = {
     "pop": Pop,
     "itemknn": ItemKNN,
     "ease": EASE,
     "bpr": BPR,
+    "cmf": CMF,
+    "emcdr": EMCDR,
+    "ptupcdr": PTUPCDR,
 }
 
 __all__ = ["MODELS", "BaselineConfig", "FitOptions", "ModelConfig", "Query", "Recommender",

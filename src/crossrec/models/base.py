@@ -99,7 +99,6 @@ class Stage:
     domains: tuple[str, ...] = ()
     trainable: tuple[str, ...] = ()
     patience: int = 5  # epochs without validation improvement before stopping
-    validate: bool = True
     validate: bool = True  # False: no validation (e.g. pre-training stages); last weights kept
     extra: dict[str, Any] = field(default_factory=dict)
 

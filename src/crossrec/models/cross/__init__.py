@@ -1,0 +1,1 @@
+"""Cross-domain models: learn from source domains, recommend in a target domain."""
