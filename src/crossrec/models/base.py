@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from crossrec.errors import DataError
@@ -51,6 +51,26 @@ class BaselineConfig(ModelConfig):
                 f"score domain {domain!r} (fit with train_on='all' to score every domain)"
             )
         return items
+
+
+class FactorConfig(ModelConfig):
+    """Fields shared by the factorisation models (BPR-MF and the MF-based transfer models).
+
+    Attributes:
+        embedding_size: dimension of the user and item factors.
+        n_negatives: sampled negatives per positive (ranking objectives).
+        weight_decay: L2 penalty on the embeddings of each batch.
+        init_std: standard deviation of the normal initialisation.
+        batch_size: interactions per training batch.
+        patience: epochs without validation improvement before early stopping.
+    """
+
+    embedding_size: int = Field(64, ge=1)
+    n_negatives: int = Field(1, ge=1)
+    weight_decay: float = Field(1e-3, ge=0.0)
+    init_std: float = Field(0.1, gt=0.0)
+    batch_size: int = Field(4096, ge=1)
+    patience: int = Field(5, ge=1)
 
 
 @dataclass

@@ -19,12 +19,19 @@ from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
-from crossrec.models.base import BaselineConfig, FitOptions, Query, Stage, TorchRecommender
+from crossrec.models.base import (
+    BaselineConfig,
+    FactorConfig,
+    FitOptions,
+    Query,
+    Stage,
+    TorchRecommender,
+)
 
 NEGATIVE_RETRIES = 10  # resampling rounds for negatives that hit a training positive
 
 
-class BPRConfig(BaselineConfig):
+class BPRConfig(BaselineConfig, FactorConfig):
     """BPR-MF hyper-parameters.
 
     Attributes:
@@ -35,13 +42,8 @@ class BPRConfig(BaselineConfig):
         learning_rate, epochs, batch_size, patience: the training stage (Adam).
     """
 
-    embedding_size: int = Field(64, ge=1)
-    n_negatives: int = Field(1, ge=1)
-    weight_decay: float = Field(1e-3, ge=0.0)
-    init_std: float = Field(0.1, gt=0.0)
     learning_rate: float = Field(5e-3, gt=0.0)
     epochs: int = Field(30, ge=1)
-    batch_size: int = Field(4096, ge=1)
     patience: int = Field(5, ge=1)
 
 

@@ -26,8 +26,8 @@ from torch import nn
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
 from crossrec.models.base import (
+    FactorConfig,
     FitOptions,
-    ModelConfig,
     Query,
     Recommender,
     Stage,
@@ -36,7 +36,7 @@ from crossrec.models.base import (
 from crossrec.models.baselines.bpr import positive_keys, sample_negatives
 
 
-class CMFConfig(ModelConfig):
+class CMFConfig(FactorConfig):
     """CMF hyper-parameters.
 
     Attributes:
@@ -50,16 +50,12 @@ class CMFConfig(ModelConfig):
         learning_rate, epochs, batch_size, patience: the training stage (Adam).
     """
 
-    embedding_size: int = Field(64, ge=1)
     objective: Literal["bpr", "mse"] = "bpr"
     domain_weights: dict[str, float] = {}
     item_bias: bool = True
-    n_negatives: int = Field(1, ge=1)
     weight_decay: float = Field(0.1, ge=0.0)  # tuned on Arts->Office validation
-    init_std: float = Field(0.1, gt=0.0)
     learning_rate: float = Field(5e-3, gt=0.0)
     epochs: int = Field(30, ge=1)
-    batch_size: int = Field(4096, ge=1)
     patience: int = Field(5, ge=1)
 
 

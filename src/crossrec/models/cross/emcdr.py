@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
-from crossrec.models.base import FitOptions, ModelConfig, Query, Stage, TorchRecommender
+from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
 from crossrec.models.baselines.bpr import positive_keys
 from crossrec.models.cross.cmf import (
     FactorBatch,
@@ -40,7 +40,7 @@ from crossrec.models.cross.cmf import (
 )
 
 
-class EMCDRConfig(ModelConfig):
+class EMCDRConfig(FactorConfig):
     """EMCDR hyper-parameters.
 
     Attributes:
@@ -57,15 +57,10 @@ class EMCDRConfig(ModelConfig):
             patience: the mapping stage (Adam, early stopping on validation).
     """
 
-    embedding_size: int = Field(64, ge=1)
     objective: Literal["bpr", "mse"] = "bpr"
     item_bias: bool = True
-    n_negatives: int = Field(1, ge=1)
-    weight_decay: float = Field(1e-3, ge=0.0)
-    init_std: float = Field(0.1, gt=0.0)
     learning_rate: float = Field(5e-3, gt=0.0)
     epochs: int = Field(30, ge=1)
-    batch_size: int = Field(4096, ge=1)
     mapping: Literal["linear", "mlp"] = "mlp"
     mapping_learning_rate: float = Field(1e-3, gt=0.0)
     mapping_epochs: int = Field(100, ge=1)

@@ -35,11 +35,11 @@ from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
-from crossrec.models.base import FitOptions, ModelConfig, Query, Stage, TorchRecommender
+from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
 from crossrec.models.baselines.bpr import BPR
 
 
-class PTUPCDRConfig(ModelConfig):
+class PTUPCDRConfig(FactorConfig):
     """PTUPCDR hyper-parameters.
 
     Attributes:
@@ -62,8 +62,6 @@ class PTUPCDRConfig(ModelConfig):
     embedding_size: int = Field(32, ge=1)
     objective: Literal["bpr", "mse"] = "bpr"
     n_negatives: int = Field(4, ge=1)
-    weight_decay: float = Field(1e-3, ge=0.0)
-    init_std: float = Field(0.1, gt=0.0)
     max_history: int = Field(20, ge=1)
     meta_dim: int = Field(50, ge=1)
     transfer_warm: bool = False
@@ -71,7 +69,6 @@ class PTUPCDRConfig(ModelConfig):
     mf_learning_rate: float = Field(5e-3, gt=0.0)
     meta_epochs: int = Field(30, ge=1)
     meta_learning_rate: float = Field(1e-3, gt=0.0)
-    patience: int = Field(5, ge=1)
     batch_size: int = Field(4096, ge=1)
 
 
