@@ -139,3 +139,40 @@ def test_benchmark_several_configs(tmp_path, prepared):
     assert (tmp_path / "rep" / "cli" / "report.md").exists()
     assert (tmp_path / "rep" / "cli2" / "report.md").exists()
     assert json.loads((tmp_path / "rows-cli2.json").read_text())["rows"][0]["seeds"] == 1
+
+
+def test_benchmark_tests_best_cross_model_against_best_baseline(tmp_path, prepared):
+    models = MODELS.replace('name = "bpr"\ntrain_on = "all"\nepochs = 2',
+                            'name = "cmf"\nlabel = "cmf"\nepochs = 2')
+    out = tmp_path / "report"
+    r = invoke("benchmark", experiment(tmp_path, prepared, models), "--out", str(out),
+               "--seeds", "0")
+    assert r.exit_code == 0, r.output
+    payload = json.loads((out / "results.json").read_text())
+    (cross,) = payload["config"]["paired_cross_vs_baseline"]
+    rows = {(x["model"], x["metric"], x["k"]): x["mean"] for x in payload["rows"]
+            if x["group"] == "cold"}
+    best_base = max(("pop", "itemknn(train_on=all)"), key=lambda m: rows[(m, "ndcg", 10)])
+    assert (cross["best"], cross["other"], cross["metric"]) == ("cmf", best_base, "ndcg@10")
+    assert cross["n"] > 0 and 0.0 <= cross["p_wilcoxon"] <= 1.0
+    report = (out / "report.md").read_text()
+    assert "best cross-domain model vs best baseline (ndcg@10, cold users)" in report
+
+
+def test_train_and_evaluate_with_rating_metrics(tmp_path, prepared):
+    from crossrec.data.dataset import MultiDomainDataset
+
+    data = MultiDomainDataset.load(prepared)
+    inter = data.interactions.copy()
+    inter["rating"] = (1 + inter["item"] % 5).astype("float32")  # each item has its rating
+    rated = tmp_path / "rated"
+    data.with_interactions(inter).save(rated)
+    cfg = experiment(tmp_path, rated, '[model]\nname = "cmf"\nobjective = "mse"\nepochs = 3\n')
+    text = open(cfg).read().replace("ks = [5, 10]", 'metrics = ["mae", "rmse"]')
+    open(cfg, "w").write(text.replace("[train]", '[train]\nearly_stopping = "rmse"'))
+    r = invoke("train", cfg, "--out", str(tmp_path / "run"))
+    assert r.exit_code == 0, r.output
+    assert "ratings" in r.output and "rmse" in r.output
+    r = invoke("evaluate", str(tmp_path / "run" / "bundle"))
+    assert r.exit_code == 0, r.output
+    assert "rmse" in r.output and "mae" in r.output

@@ -55,3 +55,59 @@ def test_missing_data_says_what_to_fetch(tmp_path, monkeypatch):
                             "model": {"name": "pop"}})
     with pytest.raises(ConfigError, match="data.path is empty"):
         load_dataset(cfg.data)
+
+
+@pytest.fixture(scope="module")
+def rated(tmp_path_factory):
+    """Two domains with ratings 3 + U V^T (rank 2, every user rates every item)."""
+    import numpy as np
+    import pandas as pd
+
+    from crossrec.data.builder import DatasetBuilder
+
+    rng = np.random.default_rng(0)
+    users = rng.normal(size=(50, 2))
+    rows = []
+    for domain, n in (("source", 25), ("target", 20)):
+        ratings = 3.0 + users @ rng.normal(size=(n, 2)).T
+        rows += [(f"u{u}", f"{domain}{i}", domain, ratings[u, i], u * n + i)
+                 for u in range(len(users)) for i in range(n)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "domain", "rating", "timestamp"])
+    path = tmp_path_factory.mktemp("data") / "rated"
+    DatasetBuilder("rated").add_interactions(frame).build().save(path)
+    return path
+
+
+def test_rating_benchmark_minimises_the_error(rated):
+    from crossrec.experiment import paired_cross_vs_baseline
+
+    fit = {"objective": "mse", "embedding_size": 8, "epochs": 60, "learning_rate": 2e-2,
+           "weight_decay": 0.0, "batch_size": 1024, "patience": 60}
+    cfg = load_config(base={
+        "data": {"prepared": str(rated)},
+        "split": {"kind": "cold_start_users", "source": ["source"], "target": "target",
+                  "ratio": 0.3},
+        "models": [{"name": "cmf", "label": "mf(target)", "train_on": "target", **fit},
+                   {"name": "cmf", "label": "cmf", **fit}],
+        "train": {"seeds": [0], "early_stopping": "rmse"},
+        "eval": {"metrics": ["mae", "rmse"]},
+    })
+    result = benchmark(cfg, progress=False, log=lambda *_: None)
+    assert result.protocol == "ratings" and result.transfer == {"cmf"}
+    cold = result.rows.query("group == 'cold'").set_index(["model", "metric"])["mean"]
+    assert cold[("cmf", "rmse")] < 0.5 * cold[("mf(target)", "rmse")]
+    best = paired_against_best(result, "rmse", "cold")  # lower is better: cmf is the best
+    assert list(best["best"]) == ["cmf"] and best["mean_diff"].iloc[0] < 0
+    cross = paired_cross_vs_baseline(result, "rmse", "cold")
+    assert (cross["best"].iloc[0], cross["other"].iloc[0]) == ("cmf", "mf(target)")
+
+
+def test_rating_and_ranking_metrics_do_not_mix(rated):
+    base = {"data": {"prepared": str(rated)}, "model": {"name": "pop"},
+            "split": {"kind": "leave_one_out", "target": "target"}}
+    cfg = load_config(base={**base, "eval": {"metrics": ["rmse", "ndcg"]}})
+    with pytest.raises(ConfigError, match="cannot be mixed"):
+        benchmark(cfg, progress=False, log=lambda *_: None)
+    cfg = load_config(base={**base, "eval": {"metrics": ["rmse"]}})
+    with pytest.raises(ConfigError, match="train.early_stopping='ndcg@10'"):
+        benchmark(cfg, progress=False, log=lambda *_: None)

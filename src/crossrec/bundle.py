@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,41 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != "meta.json")
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """A history item that supports a recommendation, with its co-occurrence weight."""
+
+    domain: str
+    item_id: str
+    weight: float
+
+
 @dataclass
 class Recommendation:
-    """Top-k answer for one user: raw item ids, scores, and how they were produced."""
+    """Top-k answer for one user: raw item ids, scores, and how they were produced.
+
+    ``strategy`` is ``"model"``, ``"text"`` or ``"popular_fallback"``; ``basis`` says what the
+    model had to go on: ``"target"`` (training history in the asked domain), ``"source_only"``
+    (training history only in other domains: the cross-domain case), ``"request_history"``
+    (items sent with the request), ``"text"``, or ``"none"`` (fallback).
+    """
 
     user_id: str
     domain: str
     item_ids: list[str]
     scores: list[float]
-    strategy: str  # "model" | "popular_fallback"
+    strategy: str
+    basis: str = "target"
+    items: list[int] = field(default_factory=list)  # global item indices of item_ids
+    because: list[list[Evidence]] | None = None  # per item, when explanations were asked for
+    ignored_history: int = 0  # request-history items unknown to the bundle (skipped)
+    user_known: bool = False  # the user id is in the bundle's training data
+
+
+def bundle_version(digests: dict[str, str]) -> str:
+    """Content id of a bundle: a hash of the sha256 of every file (16 hex digits)."""
+    text = json.dumps(digests, sort_keys=True).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 @dataclass
@@ -58,6 +85,7 @@ class Bundle:
     model: Recommender
     train: MultiDomainDataset
     config: dict[str, Any]
+    version: str = "unsaved"  # set by save / load (content hash of the files)
 
     @property
     def target(self) -> str:
@@ -76,13 +104,16 @@ class Bundle:
             (tmp / "config.json").write_text(json.dumps(self.config, indent=2, default=str))
             from crossrec import __version__
 
+            digests = {str(p.relative_to(tmp)): _sha256(p) for p in _files(tmp)}
             meta = {
                 "format_version": BUNDLE_FORMAT,
                 "crossrec_version": __version__,
                 "model": self.config["model"]["name"],
-                "sha256": {str(p.relative_to(tmp)): _sha256(p) for p in _files(tmp)},
+                "version": bundle_version(digests),
+                "sha256": digests,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        self.version = meta["version"]
         return path
 
     @classmethod
@@ -117,43 +148,204 @@ class Bundle:
         options = FitOptions(target=config["target"], sources=tuple(config.get("sources", ())),
                              seed=int(config.get("seed", 0)), device=device, progress=False)
         model.restore(train, options, load_file(str(path / "model.safetensors")))
-        return cls(model=model, train=train, config=config)
+        version = meta.get("version") or bundle_version(meta["sha256"])  # older bundles: none
+        return cls(model=model, train=train, config=config, version=version)
 
     # ----------------------------------------------------------------- inference
-    def recommend(self, user_ids: list[str], domain: str | None = None, k: int = 10,
-                  exclude_seen: bool = True) -> list[Recommendation]:
+    def popular(self, domain: str) -> tuple[np.ndarray, np.ndarray]:
+        """Items of ``domain`` by training popularity: local indices ``int64[n]``, counts."""
+        key = ("bundle_popular", domain)
+        cache = self.train._cache
+        if key not in cache:
+            pop = self.train.item_popularity(domain)
+            order = np.argsort(-pop, kind="stable")
+            cache[key] = (order, pop[order])
+        return cache[key]
+
+    def history_index(self, history: Sequence[tuple[str, str]]) -> tuple[np.ndarray, int]:
+        """``(domain, item_id)`` pairs -> global item indices ``int64[n]`` (first occurrence
+        order, duplicates dropped) and the number of pairs unknown to the bundle (skipped).
+        An unknown domain is a DataError."""
+        out: list[int] = []
+        unknown = 0
+        for d in dict.fromkeys(domain for domain, _ in history):
+            ids = [item for domain, item in history if domain == d]
+            idx = self.train.item_index(d, ids, missing="ignore")
+            unknown += int((idx < 0).sum())
+            out.extend(int(i) for i in idx[idx >= 0])
+        return np.asarray(list(dict.fromkeys(out)), dtype=np.int64), unknown
+
+    def recommend(self, user_ids: Sequence[str | None], domain: str | None = None, k: int = 10,
+                  exclude_seen: bool = True, *,
+                  histories: Sequence[Sequence[tuple[str, str]] | None] | None = None,
+                  explain: int = 0) -> list[Recommendation]:
         """Top-``k`` items of ``domain`` (default: the target) for each user.
 
-        Known users (in any domain) are scored by the model; unknown users get the domain's
-        most popular items and ``strategy="popular_fallback"``.
+        A user is scored by the model from their training history in every domain (a user
+        known only in a source domain gets target items from that evidence), plus the
+        ``(domain, item_id)`` pairs of ``histories[i]`` when given (an anonymous user, ``None``,
+        needs one). Users with no evidence, and users whose model scores are all equal (the
+        model has nothing to go on), get the domain's most popular items with
+        ``strategy="popular_fallback"``.
+
+        Args:
+            user_ids: raw user ids; ``None`` for an anonymous request.
+            domain: the domain to recommend in.
+            k: items per user.
+            exclude_seen: drop items the user has in training or in the request history.
+            histories: per user, extra history items (or ``None``).
+            explain: per recommended item, attach up to this many history items that support
+                it (see ``explain_items``); 0 = no explanations.
         """
         import torch
 
         domain = domain or self.target
         s = self.train.domain_items(domain)
-        idx = self.train.users.index(np.asarray(user_ids, dtype=object), missing="ignore")
-        known = idx >= 0
-        out: list[Recommendation | None] = [None] * len(user_ids)
-        if known.any():
+        n = len(user_ids)
+        histories = list(histories) if histories is not None else [None] * n
+        if len(histories) != n:
+            raise ValueError(f"histories: {len(histories)} entries for {n} users")
+        raw = np.asarray(["" if u is None else str(u) for u in user_ids], dtype=object)
+        idx = self.train.users.index(raw, missing="ignore").astype(np.int64)
+        idx[[u is None for u in user_ids]] = -1
+        full, dom = self.train.user_items(None), self.train.user_items(domain)
+        safe = np.maximum(idx, 0)
+        has_train = (idx >= 0) & (full.indptr[safe + 1] > full.indptr[safe])
+        in_domain = (idx >= 0) & (dom.indptr[safe + 1] > dom.indptr[safe])
+        extra, ignored = [], []
+        for h in histories:
+            e, bad = self.history_index(h) if h else (np.zeros(0, np.int64), 0)
+            extra.append(e)
+            ignored.append(bad)
+        evidence = [np.concatenate([full.indices[full.indptr[u]:full.indptr[u + 1]]
+                                    if has_train[i] else np.zeros(0, np.int64), extra[i]])
+                    .astype(np.int64) for i, u in enumerate(idx)]
+        scored = np.flatnonzero([len(ev) > 0 for ev in evidence])
+        out: list[Recommendation | None] = [None] * n
+        top_items: dict[int, np.ndarray] = {}
+        if len(scored):
+            plain = [i for i in scored if len(extra[i]) == 0]
+            live = [i for i in scored if len(extra[i]) > 0]
+            rows = plain + live
+            parts = []
             with torch.no_grad():
-                users = torch.as_tensor(idx[known], dtype=torch.long)
-                scores = self.model.score(Query(users=users), domain).float().cpu()
+                if plain:
+                    q = Query(users=torch.as_tensor(idx[plain], dtype=torch.long))
+                    parts.append(self.model.score(q, domain).float().cpu())
+                if live:
+                    width = max(len(evidence[i]) for i in live)
+                    hist = torch.full((len(live), width), -1, dtype=torch.long)
+                    for r, i in enumerate(live):
+                        hist[r, : len(evidence[i])] = torch.as_tensor(evidence[i])
+                    q = Query(users=torch.as_tensor(idx[live], dtype=torch.long), history=hist)
+                    parts.append(self.model.score(q, domain).float().cpu())
+            scores = torch.cat(parts) if len(parts) > 1 else parts[0]
+            informative = (scores.max(dim=1).values > scores.min(dim=1).values).numpy()
             if exclude_seen:
-                seen = self.train.user_items(domain)[idx[known]].tocoo()
-                scores[torch.as_tensor(seen.row, dtype=torch.long),
-                       torch.as_tensor(seen.col, dtype=torch.long)] = float("-inf")
+                for r, i in enumerate(rows):
+                    seen = evidence[i][(evidence[i] >= s.start) & (evidence[i] < s.stop)]
+                    scores[r, torch.as_tensor(seen - s.start)] = float("-inf")
             top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            for row, pos in enumerate(np.flatnonzero(known)):
-                keep = torch.isfinite(top.values[row])
-                items = top.indices[row][keep].numpy() + s.start
-                out[pos] = Recommendation(str(user_ids[pos]), domain,
-                                          self.train.item_ids(items).tolist(),
-                                          top.values[row][keep].tolist(), "model")
-        if (~known).any():
-            pop = self.train.item_popularity(domain)
-            order = np.argsort(-pop, kind="stable")[:k]
-            items = self.train.item_ids(order + s.start).tolist()
-            for pos in np.flatnonzero(~known):
-                out[pos] = Recommendation(str(user_ids[pos]), domain, items,
-                                          pop[order].tolist(), "popular_fallback")
+            for r, i in enumerate(rows):
+                if not informative[r]:
+                    continue
+                keep = torch.isfinite(top.values[r])
+                items = top.indices[r][keep].numpy().astype(np.int64) + s.start
+                basis = ("request_history" if len(extra[i]) else
+                         "target" if in_domain[i] else "source_only")
+                top_items[i] = items
+                out[i] = Recommendation(str(raw[i]), domain,
+                                        self.train.item_ids(items).tolist(),
+                                        top.values[r][keep].tolist(), "model", basis,
+                                        items.tolist(), ignored_history=ignored[i],
+                                        user_known=bool(idx[i] >= 0))
+        fallback = [i for i in range(n) if out[i] is None]
+        if fallback:
+            order, counts = self.popular(domain)
+            for i in fallback:
+                keep = order[:k]
+                if exclude_seen and len(evidence[i]):
+                    seen = np.isin(order + s.start, evidence[i])
+                    keep = order[~seen][:k]
+                    counts_i = counts[~seen][:k]
+                else:
+                    counts_i = counts[:k]
+                items = keep.astype(np.int64) + s.start
+                top_items[i] = items
+                out[i] = Recommendation(str(raw[i]), domain, self.train.item_ids(items).tolist(),
+                                        counts_i.tolist(), "popular_fallback", "none",
+                                        items.tolist(), ignored_history=ignored[i],
+                                        user_known=bool(idx[i] >= 0))
+        if explain > 0:
+            for i in range(n):
+                out[i].because = explain_items(full, evidence[i], top_items[i], self.train,
+                                               explain)
         return out  # type: ignore[return-value]
+
+    def recommend_text(self, texts: Sequence[str], domain: str | None = None,
+                       k: int = 10) -> list[Recommendation]:
+        """Top-``k`` items of ``domain`` for free-text needs, through the model's text encoder.
+
+        The model must implement ``score_text(texts, domain) -> [B, n_items(domain)]``; a
+        BundleError says so otherwise.
+        """
+        import torch
+
+        domain = domain or self.target
+        s = self.train.domain_items(domain)
+        if not hasattr(self.model, "score_text"):
+            raise BundleError(f"model {self.config['model']['name']!r} has no text encoder "
+                              "(no score_text); free-text requests need a text model")
+        with torch.no_grad():
+            scores = self.model.score_text(list(texts), domain).float().cpu()
+        if tuple(scores.shape) != (len(texts), s.stop - s.start):
+            raise BundleError(f"score_text returned shape {tuple(scores.shape)}, expected "
+                              f"{(len(texts), s.stop - s.start)}")
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        out = []
+        for r in range(len(texts)):
+            items = top.indices[r].numpy().astype(np.int64) + s.start
+            out.append(Recommendation("", domain, self.train.item_ids(items).tolist(),
+                                      top.values[r].tolist(), "text", "text", items.tolist()))
+        return out
+
+
+def explain_items(matrix: Any, history: np.ndarray, items: np.ndarray,
+                  train: MultiDomainDataset, n: int) -> list[list[Evidence]]:
+    """For each recommended item, the history items that co-occur with it most.
+
+    The weight is the cosine of the two items' training user sets,
+    ``|U_h ∩ U_r| / sqrt(|U_h| |U_r|)`` on the binary user x item matrix of every domain: model
+    agnostic ("people who had h also had r"), computed on the bundle's training data only.
+
+    Args:
+        matrix: binary CSR ``[n_users, n_items]`` training interactions (all domains).
+        history: ``int64[L]`` global item indices of the user's evidence.
+        items: ``int64[K]`` global item indices recommended.
+        train: the training dataset (ids and domains of items).
+        n: history items kept per recommended item (weight > 0 only).
+
+    Returns:
+        ``K`` lists of at most ``n`` Evidence, highest weight first.
+    """
+    if len(history) == 0 or len(items) == 0:
+        return [[] for _ in items]
+    key = ("bundle_binary_csc", id(matrix))
+    if key not in train._cache:
+        binary = matrix.tocsc(copy=True)
+        binary.data[:] = 1.0
+        train._cache[key] = binary
+    cols = train._cache[key]
+    h, r = cols[:, history], cols[:, items]
+    co = (h.T @ r).toarray()  # [L, K]
+    norm_h = np.sqrt(np.asarray(h.sum(axis=0)).ravel())
+    norm_r = np.sqrt(np.asarray(r.sum(axis=0)).ravel())
+    sim = co / np.maximum(np.outer(norm_h, norm_r), 1e-12)
+    ids = train.item_ids(history)
+    domains = np.asarray(train.domains, dtype=object)[train.item_domain[history]]
+    out = []
+    for j in range(len(items)):
+        order = np.argsort(-sim[:, j], kind="stable")[:n]
+        out.append([Evidence(str(domains[o]), str(ids[o]), float(sim[o, j]))
+                    for o in order if sim[o, j] > 0])
+    return out

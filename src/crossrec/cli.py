@@ -21,7 +21,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
 app.add_typer(data_app, name="data")
 # a fixed width when piped (logs, CI), so that wide metric tables are not cut
 console = Console() if sys.stdout.isatty() else Console(width=200)
-SHOWN = ["recall", "ndcg", "hr", "mrr"]  # printed; every metric goes to report.md / JSON
+# printed; every metric goes to report.md / JSON
+SHOWN = ["recall", "ndcg", "hr", "mrr", "mae", "rmse"]
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value")]
 
@@ -109,6 +110,64 @@ def data_stats(directory: Annotated[Path, typer.Argument(help="A prepared datase
 
 
 @app.command()
+def encode(
+    source: Annotated[str, typer.Argument(help="Experiment TOML file (its [data] and [encoder]) "
+                                          "or a prepared dataset directory")],
+    encoder: Annotated[str | None, typer.Option(help="Encoder name (minilm, mpnet)")] = None,
+    template: Annotated[str | None, typer.Option(help="Item text template, e.g. "
+                                                 "'{title}. {categories}'")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per model call")] = None,
+    backend: Annotated[str | None, typer.Option(help="torch, onnx, onnx-int8, torch-int8")] = None,
+    max_seq_length: Annotated[int | None, typer.Option(help="Tokens kept per text")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Vector cache root (default: "
+                                               "$CROSSREC_CACHE/vectors)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the vectors as .npy "
+                                             "(float32 [n_items, dim])")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Encode every item text of a dataset into the vector cache (a second run encodes nothing)."""
+    import numpy as np
+    from pydantic import ValidationError
+
+    from crossrec.atomic import atomic_file
+    from crossrec.config import DataConfig, EncoderConfig
+    from crossrec.encoders import encode_with_stats, item_texts, load_encoder
+    from crossrec.experiment import load_dataset
+
+    flags = {"name": encoder, "template": template, "batch_size": batch_size,
+             "backend": backend, "max_seq_length": max_seq_length}
+    try:
+        if source.endswith(".toml"):
+            cfg = load_config(source, set_)
+            data, enc_cfg = cfg.data, cfg.encoder
+        else:
+            data, enc_cfg = DataConfig(prepared=source), EncoderConfig()
+        enc_cfg = EncoderConfig(**{**enc_cfg.model_dump(),
+                                   **{k: v for k, v in flags.items() if v is not None}})
+        dataset = load_dataset(data)
+        texts = item_texts(dataset, enc_cfg.template)
+        with console.status(f"loading encoder {enc_cfg.name} ({enc_cfg.backend}) ..."):
+            model = load_encoder(enc_cfg.name, max_seq_length=enc_cfg.max_seq_length,
+                                 backend=enc_cfg.backend)
+        vectors, stats = encode_with_stats(texts, model, batch_size=enc_cfg.batch_size,
+                                           cache=cache if cache is not None else "default",
+                                           progress=sys.stderr.isatty())
+        if out is not None:
+            def write(tmp: Path) -> None:
+                with open(tmp, "wb") as fh:  # np.save(path) would add a suffix to tmp
+                    np.save(fh, vectors)
+
+            atomic_file(out, write)
+    except CrossrecError as e:
+        _fail(e)
+    except ValidationError as e:  # a bad --batch-size / --max-seq-length
+        _fail(CrossrecError("; ".join(f"--{err['loc'][0]}: {err['msg']}".replace("_", "-", 1)
+                                      for err in e.errors())))
+    console.print(f"{dataset.name}: {model.key} ({vectors.shape[1]}-d)")
+    console.print(stats.summary())
+
+
+@app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment TOML file")],
     out: Annotated[Path, typer.Option(help="Run directory (bundle + logs)")] = Path("runs/train"),
@@ -151,16 +210,21 @@ def evaluate(
     from crossrec.bundle import Bundle
     from crossrec.config import ExperimentConfig
     from crossrec.eval.ranking import evaluate as run_eval
+    from crossrec.eval.ranking import evaluate_ratings
     from crossrec.eval.report import format_table
-    from crossrec.experiment import load_dataset, make_split
+    from crossrec.experiment import load_dataset, make_split, rating_mode
 
     try:
         b = Bundle.load(bundle)
         cfg = ExperimentConfig(**b.config["experiment"])
         split = make_split(load_dataset(cfg.data), cfg.split, int(b.config["seed"]))
-        res = run_eval(b.model, split, part=part, ks=tuple(cfg.eval.ks),
-                       metrics=tuple(cfg.eval.metrics), batch_size=cfg.eval.batch_size,
-                       n_negatives=cfg.eval.n_negatives or None, seed=int(b.config["seed"]))
+        if rating_mode(cfg):  # MAE / RMSE of the predicted ratings
+            res = evaluate_ratings(b.model, split, part=part, batch_size=cfg.eval.batch_size)
+        else:
+            res = run_eval(b.model, split, part=part, ks=tuple(cfg.eval.ks),
+                           metrics=tuple(cfg.eval.metrics), batch_size=cfg.eval.batch_size,
+                           n_negatives=cfg.eval.n_negatives or None,
+                           seed=int(b.config["seed"]))
     except CrossrecError as e:
         _fail(e)
     rows = res.summary.assign(model=b.config["model"]["name"], mean=res.summary["value"],
@@ -205,17 +269,23 @@ def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str) -> None
     from crossrec.atomic import atomic_file
     from crossrec.eval.report import format_table, write_report
     from crossrec.experiment import benchmark as run_benchmark
-    from crossrec.experiment import paired_against_best
+    from crossrec.experiment import headline_metric, paired_against_best, paired_cross_vs_baseline
 
     console.rule(cfg.name)
     result = run_benchmark(cfg, log=console.print)
     group = cfg.eval.report_group
-    main = f"ndcg@{cfg.eval.ks[0]}"
+    main = headline_metric(cfg)
     tests = paired_against_best(result, main, group)
+    cross = paired_cross_vs_baseline(result, main, group)
+    tested = "squared error per rating, for rmse" if main == "rmse" else main
     report_cfg = {**cfg.model_dump(), "protocol": result.protocol, "splits": result.splits,
-                  "paired_tests": tests.to_dict("records")}
+                  "paired_tests": tests.to_dict("records"),
+                  "paired_cross_vs_baseline": cross.to_dict("records")}
     path = write_report(result.rows, out, title=f"{cfg.name} ({result.protocol})",
-                        command=command, config=report_cfg)
+                        command=command, config=report_cfg,
+                        tests={f"best model vs every other ({tested}, {group} users)": tests,
+                               f"best cross-domain model vs best baseline ({tested}, {group} "
+                               "users)": cross})
     if json_path:
         text = json.dumps({"rows": result.rows.to_dict("records"), "config": report_cfg},
                           indent=2, default=str)
@@ -226,11 +296,14 @@ def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str) -> None
         if len(sub):
             sub = sub[sub["metric"].isin(SHOWN)]
             console.print(format_table(sub, title=f"{cfg.name}: {g} users ({result.protocol})"))
-    if len(tests):
-        t = Table(title=f"paired tests on the same users ({main}, {group})")
+    for title, frame in ((f"paired tests on the same users ({main}, {group})", tests),
+                         (f"best cross-domain model vs best baseline ({main}, {group})", cross)):
+        if not len(frame):
+            continue
+        t = Table(title=title)
         for c in ("best", "other", "mean_diff", "p_wilcoxon", "p_ttest", "n"):
             t.add_column(c)
-        for r in tests.to_dict("records"):
+        for r in frame.to_dict("records"):
             t.add_row(str(r["best"]), str(r["other"]), f"{r.get('mean_diff', float('nan')):+.4f}",
                       f"{r.get('p_wilcoxon', float('nan')):.2g}",
                       f"{r.get('p_ttest', float('nan')):.2g}", str(r.get("n")))
@@ -264,6 +337,59 @@ def recommend(
         for i, (item, sc, ii) in enumerate(zip(r.item_ids, r.scores, idx, strict=True), 1):
             t.add_row(str(i), item, b.train.item_text[ii][:70], f"{sc:.4f}")
         console.print(t)
+
+
+@app.command()
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    keys_file: Annotated[Path | None, typer.Option(help="API keys, one per line (plain or "
+                                                   "sha256:<hex>); $CROSSREC_API_KEYS adds "
+                                                   "more")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys "
+                                          "(trusted networks only)")] = False,
+    events: Annotated[str, typer.Option(help="Event store: SQLite file or postgresql:// URL")
+                      ] = "events.sqlite",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    workers: Annotated[int, typer.Option(help="Worker processes on one port (each loads the "
+                                         "bundle; they share the event store)")] = 1,
+) -> None:
+    """Serve BUNDLE over HTTP (POST /recommend, /recommend/text, /events; GET /metrics)."""
+    import logging
+    import os
+    import secrets
+
+    import uvicorn
+
+    from crossrec.bundle import Bundle
+    from crossrec.serving import app as serving
+    from crossrec.serving.settings import ServeSettings
+
+    try:
+        settings = ServeSettings(auth=not no_auth, keys_file=keys_file, events=events)
+        b = Bundle.load(bundle)
+        api = serving.create_app(b, settings)  # also checks keys and event store up front
+    except CrossrecError as e:
+        _fail(e)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    console.print(f"serving {bundle} (model {b.config['model']['name']}, version {b.version}, "
+                  f"auth {'on' if settings.auth else 'OFF'}, events {settings.events}, "
+                  f"{workers} worker(s))")
+    if workers <= 1:
+        uvicorn.run(api, host=host, port=port, log_level=log_level)
+        return
+    del api, b  # each worker process builds its own app from the environment
+    os.environ[serving.BUNDLE_ENV] = str(bundle.resolve())
+    os.environ[serving.SETTINGS_ENV] = settings.model_dump_json()
+    # one secret for all workers, so that a user's hash in the logs is the same in each
+    os.environ.setdefault(settings.log_key_env, secrets.token_hex(32))
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums over the workers
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crossrec-metrics-")
+    uvicorn.run("crossrec.serving.app:app_from_env", factory=True, workers=workers, host=host,
+                port=port, log_level=log_level)
 
 
 def main() -> None:  # pragma: no cover

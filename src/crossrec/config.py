@@ -34,7 +34,8 @@ class DataConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    kind: Literal["cold_start_users", "leave_one_out", "temporal", "predefined"]
+    kind: Literal["cold_start_users", "leave_one_out", "temporal", "predefined",
+                  "cold_start_items", "new_domain"]
     target: str
     source: list[str] = Field(default_factory=list)
     ratio: float = 0.2
@@ -42,13 +43,23 @@ class SplitConfig(_Strict):
     min_interactions: int = 3
     valid_frac: float = 0.1
     test_frac: float = 0.1
-    seed_follows_run: bool = True  # cold_start_users: a new draw of cold users per seed
+    seed_follows_run: bool = True  # seeded kinds (cold users/items, new domain): new draw per seed
 
 
 class TrainConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     device: str = "cpu"
     early_stopping: str = "ndcg@10"  # validation metric for TorchRecommenders
+
+
+class EncoderConfig(_Strict):
+    """How item texts become vectors (``crossrec encode``, text models)."""
+
+    name: str = "minilm"  # a key of crossrec.encoders.ENCODERS
+    template: str = "{text}"  # fields: text, domain, item_id, item attributes (title, ...)
+    batch_size: int = Field(64, ge=1)
+    backend: str = "torch"  # a key of crossrec.encoders.BACKENDS: torch, onnx, onnx-int8, ...
+    max_seq_length: int = Field(128, ge=8)
 
 
 class EvalConfig(_Strict):
@@ -58,10 +69,15 @@ class EvalConfig(_Strict):
     batch_size: int = 1024
     part: Literal["valid", "test"] = "test"
     report_group: Literal["all", "cold", "warm"] = "all"
+    # "next_item": every truth row (any domain) is one prediction (crossrec.eval.next_item),
+    # ranked among the items of its own domain ("domain"), of every domain ("all"), or both
+    # ("both": the "domain" metrics are named <metric>_domain@k)
+    protocol: Literal["ranking", "next_item"] = "ranking"
+    candidates: Literal["domain", "all", "both"] = "domain"
 
 
 class ExperimentConfig(_Strict):
-    """One experiment: ``[data] [split] [model] | [[models]] [train] [eval]``."""
+    """One experiment: ``[data] [split] [model] | [[models]] [train] [eval] [encoder]``."""
 
     name: str = "experiment"
     data: DataConfig
@@ -70,6 +86,7 @@ class ExperimentConfig(_Strict):
     models: list[dict[str, Any]] = Field(default_factory=list)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
 
     @model_validator(mode="after")
     def _models_given(self) -> ExperimentConfig:

@@ -68,6 +68,13 @@ def make_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int = 0) -> 
         return splits.cold_start_users(dataset, source, cfg.target, cfg.ratio,
                                        valid_share=cfg.valid_share,
                                        seed=seed if cfg.seed_follows_run else 0)
+    if cfg.kind == "cold_start_items":
+        return splits.cold_start_items(dataset, cfg.target, cfg.ratio, valid_share=cfg.valid_share,
+                                       seed=seed if cfg.seed_follows_run else 0)
+    if cfg.kind == "new_domain":
+        return splits.new_domain(dataset, cfg.target, cfg.source or None,
+                                 valid_share=cfg.valid_share,
+                                 seed=seed if cfg.seed_follows_run else 0)
     if cfg.kind == "leave_one_out":
         return splits.leave_one_out(dataset, cfg.target, min_interactions=cfg.min_interactions)
     if cfg.kind == "temporal":
@@ -115,21 +122,71 @@ class RunResult:
     config: dict = field(default_factory=dict)
 
 
+RATING_METRICS = ("mae", "rmse")
+"""Error metrics of predicted ratings (``evaluate_ratings``); lower is better."""
+
+
+def rating_mode(cfg: ExperimentConfig) -> bool:
+    """True when ``eval.metrics`` are rating errors (MAE / RMSE) rather than ranking metrics.
+
+    Raises:
+        ConfigError: rating and ranking metrics mixed, or an early-stopping metric of the
+            other kind.
+    """
+    rating = [m for m in cfg.eval.metrics if m in RATING_METRICS]
+    if rating and len(rating) != len(cfg.eval.metrics):
+        raise ConfigError(f"eval.metrics {cfg.eval.metrics}: rating metrics (mae, rmse) "
+                          "cannot be mixed with ranking metrics in one benchmark")
+    stop = cfg.train.early_stopping.partition("@")[0]
+    if bool(rating) != (stop in RATING_METRICS):
+        want = "'rmse' or 'mae'" if rating else "a ranking metric such as 'ndcg@10'"
+        raise ConfigError(f"train.early_stopping={cfg.train.early_stopping!r} does not fit "
+                          f"eval.metrics {cfg.eval.metrics}; use {want}")
+    return bool(rating)
+
+
+def headline_metric(cfg: ExperimentConfig) -> str:
+    """The metric a benchmark prints per run and tests for significance: ``rmse`` (or ``mae``)
+    for rating metrics, else NDCG@10 (@ the first cut-off when 10 is not among ``eval.ks``;
+    the first metric when NDCG is not asked for)."""
+    if rating_mode(cfg):
+        return "rmse" if "rmse" in cfg.eval.metrics else "mae"
+    name = "ndcg" if "ndcg" in cfg.eval.metrics else cfg.eval.metrics[0]
+    return f"{name}@{10 if 10 in cfg.eval.ks else cfg.eval.ks[0]}"
+
+
 def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.Split, seed: int,
                      *, run_dir: Path | None = None, progress: bool = True,
                      fitted: RunResult | None = None) -> RunResult:
     """Fit one model on ``split.train`` (early stopping on valid) and evaluate valid + test.
 
+    With rating metrics in ``eval.metrics`` (``mae`` / ``rmse``) the model's scores are taken
+    as predicted ratings (``evaluate_ratings``) and early stopping minimises the chosen error.
+
     ``fitted``: a result of the same deterministic model on the same split; its model is reused
     (not refitted) and only evaluated again with this seed (sampled negatives depend on it).
     """
-    from crossrec.eval.ranking import evaluate
+    from crossrec.eval.next_item import evaluate_next_item
+    from crossrec.eval.ranking import evaluate, evaluate_ratings
 
+    ratings = rating_mode(cfg)
     metric, _, k = cfg.train.early_stopping.partition("@")
     ev = cfg.eval
     sampled = ev.n_negatives or None
+    next_item = ev.protocol == "next_item"
+    if next_item and (ratings or sampled):
+        raise ConfigError("eval.protocol='next_item' ranks every candidate: it cannot be "
+                          "combined with eval.n_negatives or rating metrics")
 
     def validate(m: Recommender) -> float:
+        if ratings:  # the trainer maximises: a negated error
+            return -evaluate_ratings(m, split, part="valid", batch_size=ev.batch_size
+                                     ).value(metric)
+        if next_item:
+            return evaluate_next_item(m, split, part="valid", candidates=ev.candidates,
+                                      ks=(int(k or 10),), metrics=(metric,),
+                                      batch_size=ev.batch_size).value(metric,
+                                                                      int(k) if k else None)
         r = evaluate(m, split, part="valid", ks=(int(k or 10),), metrics=(metric,),
                      batch_size=ev.batch_size, n_negatives=sampled, seed=seed,
                      device=cfg.train.device)
@@ -147,10 +204,19 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
         seconds = time.perf_counter() - start
     kw = dict(ks=tuple(ev.ks), metrics=tuple(ev.metrics), batch_size=ev.batch_size,
               n_negatives=sampled, seed=seed, device=cfg.train.device)
+
+    def run_eval(part: str) -> Any:
+        if ratings:
+            return evaluate_ratings(model, split, part=part, batch_size=ev.batch_size)
+        if next_item:
+            return evaluate_next_item(model, split, part=part, candidates=ev.candidates,
+                                      ks=tuple(ev.ks), metrics=tuple(ev.metrics),
+                                      batch_size=ev.batch_size)
+        return evaluate(model, split, part=part, **kw)
+
     return RunResult(
         label=model_label(spec), seed=seed, model=model, split=split,
-        valid=evaluate(model, split, part="valid", **kw),
-        test=evaluate(model, split, part=ev.part, **kw),
+        valid=run_eval("valid"), test=run_eval(ev.part),
         fit_seconds=seconds,
         config={"experiment": cfg.model_dump(), "model": spec, "seed": seed,
                 "target": split.target, "sources": list(cfg.split.source),
@@ -166,15 +232,18 @@ class BenchmarkResult:
     per_user: dict[tuple[str, int], pd.DataFrame]  # (model, seed) -> per-user metrics
     protocol: str
     splits: dict[int, dict]
+    transfer: frozenset[str] = frozenset()  # labels of the cross-domain (transfer) models
 
 
 def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
               log=print) -> BenchmarkResult:  # noqa: ANN001
     """Every model x every seed on one dataset and split; aggregated mean +/- std."""
     dataset = load_dataset(cfg.data)
+    headline = headline_metric(cfg)
     per_seed, per_user, split_info = [], {}, {}
     protocol = "full"
-    seeded_split = cfg.split.kind == "cold_start_users" and cfg.split.seed_follows_run
+    seeded_split = (cfg.split.kind in ("cold_start_users", "cold_start_items", "new_domain")
+                    and cfg.split.seed_follows_run)
     split, fitted = None, {}
     for seed in cfg.train.seeds:
         if split is None or seeded_split:
@@ -193,10 +262,11 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
             s = res.test.summary.assign(model=res.label, seed=seed)
             per_seed.append(s)
             per_user[(res.label, seed)] = res.test.per_user
-            main = res.test.summary.query("group == 'all'")
-            ndcg = main[(main.metric == "ndcg") & (main.k == cfg.eval.ks[0])]["value"]
-            log(f"seed {seed}  {res.label:<40} ndcg@{cfg.eval.ks[0]}="
-                f"{float(ndcg.iloc[0]) if len(ndcg) else float('nan'):.4f}  "
+            try:
+                value = res.test.value(headline)
+            except KeyError:
+                value = float("nan")
+            log(f"seed {seed}  {res.label:<40} {headline}={value:.4f}  "
                 + ("fit reused (deterministic model, same split)" if reuse
                    else f"fit {res.fit_seconds:.1f}s"))
     per_seed_df = pd.concat(per_seed, ignore_index=True)
@@ -205,22 +275,43 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
                  seeds=("seed", "nunique"))
             .reset_index())
     rows["std"] = rows["std"].fillna(0.0)
-    return BenchmarkResult(rows, per_seed_df, per_user, protocol, split_info)
+    transfer = frozenset(model_label(s) for s in cfg.model_specs() if is_transfer(s))
+    return BenchmarkResult(rows, per_seed_df, per_user, protocol, split_info, transfer)
 
 
-def paired_against_best(result: BenchmarkResult, metric: str, group: str = "all") -> pd.DataFrame:
-    """Paired test of the best model (by mean ``metric``) against every other, same users.
+def is_transfer(spec: dict[str, Any]) -> bool:
+    """Whether a model table is a cross-domain transfer model (a class of
+    ``crossrec.models.cross`` not restricted to the target by ``train_on="target"``) rather
+    than a baseline."""
+    from crossrec.models import MODELS
 
-    Each user contributes one pair: their metric averaged over the seeds they were evaluated in.
+    cls = MODELS.get(spec.get("name", ""))
+    if cls is None or not cls.__module__.startswith("crossrec.models.cross."):
+        return False
+    field = cls.Config.model_fields.get("train_on")
+    return spec.get("train_on", field.default if field else None) != "target"
+
+
+def _ranked(result: BenchmarkResult, metric: str, group: str) -> pd.DataFrame:
+    """Seed-aggregated rows of ``metric`` (``"ndcg@10"``, ``"mrr"``, ``"rmse"``) in ``group``,
+    best model first (lowest first for the rating errors)."""
+    name, _, k = metric.partition("@")
+    rows = result.rows
+    sel = rows[(rows["group"] == group) & (rows["metric"] == name)
+               & ((rows["k"] == int(k)).fillna(False) if k else rows["k"].isna())]
+    return sel.sort_values("mean", ascending=name in RATING_METRICS, kind="stable")
+
+
+def _paired(result: BenchmarkResult, best: str, others: list[str], metric: str,
+            group: str) -> pd.DataFrame:
+    """Paired tests of ``best`` against each of ``others`` on the same users.
+
+    Each user contributes one pair: their metric averaged over the seeds they were evaluated in
+    (``rmse`` is tested on the per-case squared errors, ``mse``).
     """
     from crossrec.eval.significance import paired_test
 
-    name, _, k = metric.partition("@")
-    sel = result.rows.query("group == @group and metric == @name and k == @k_int",
-                            local_dict={"group": group, "name": name, "k_int": int(k)})
-    if sel.empty:
-        return pd.DataFrame()
-    best = sel.sort_values("mean", ascending=False)["model"].iloc[0]
+    column = "mse" if metric == "rmse" else metric
     seeds = sorted({s for (_, s) in result.per_user})
 
     def per_user_mean(model: str) -> pd.DataFrame:
@@ -230,12 +321,40 @@ def paired_against_best(result: BenchmarkResult, metric: str, group: str = "all"
         pu = pd.concat(frames, ignore_index=True)
         if group != "all":
             pu = pu[pu["group"] == group]
-        return pu.groupby("user", as_index=False)[metric].mean()
+        return pu.groupby("user", as_index=False)[column].mean()
 
-    out = []
-    for model in sel["model"]:
-        if model == best:
-            continue
-        t = paired_test(per_user_mean(best), per_user_mean(model), metric=metric)
-        out.append({"best": best, "other": model, "metric": metric, **t})
+    out = [{"best": best, "other": other, "metric": metric,
+            **paired_test(per_user_mean(best), per_user_mean(other), metric=column)}
+           for other in others if other != best]
+    for row in out:
+        row["metric"] = metric
     return pd.DataFrame(out)
+
+
+def paired_cross_vs_baseline(result: BenchmarkResult, metric: str,
+                             group: str = "all") -> pd.DataFrame:
+    """Paired test of the best cross-domain model against the best baseline (by mean ``metric``).
+
+    Returns:
+        One row (``best`` = the best transfer model, ``other`` = the best baseline,
+        ``mean_diff`` = best transfer - best baseline, p-values); empty when the benchmark
+        lacks either kind.
+    """
+    ranked = list(_ranked(result, metric, group)["model"])
+    cross = [m for m in ranked if m in result.transfer]
+    base = [m for m in ranked if m not in result.transfer]
+    if not cross or not base:
+        return pd.DataFrame()
+    return _paired(result, cross[0], [base[0]], metric, group)
+
+
+def paired_against_best(result: BenchmarkResult, metric: str, group: str = "all") -> pd.DataFrame:
+    """Paired test of the best model (by mean ``metric``; lowest for ``mae`` / ``rmse``)
+    against every other, same users.
+
+    Each user contributes one pair: their metric averaged over the seeds they were evaluated in.
+    """
+    ranked = list(_ranked(result, metric, group)["model"])
+    if not ranked:
+        return pd.DataFrame()
+    return _paired(result, ranked[0], ranked[1:], metric, group)

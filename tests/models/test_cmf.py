@@ -89,3 +89,26 @@ def test_cold_users_trained_by_source_only() -> None:
     # with a zero source weight, nothing but the (zero-weighted) source moves cold users
     np.testing.assert_allclose(model.user_embedding.weight[cold].detach().numpy(),
                                before[cold].numpy(), atol=1e-6)
+
+
+def test_target_only_mf_gives_cold_users_the_item_baseline() -> None:
+    data = _build(_low_rank(seed=1))
+    split = cold_start_users(data, "source", "target", 0.3, seed=0)
+    options = FitOptions(target="target", sources=("source",), progress=False)
+    fit = dict(objective="mse", embedding_size=8, epochs=150, learning_rate=2e-2,
+               weight_decay=0.0, batch_size=1024)
+    target_only = CMF(train_on="target", **fit).fit(split.train, options)
+    cold = np.unique(split.truth("test")["user"].to_numpy())
+    scores = target_only.score(Query(torch.from_numpy(cold)), "target")
+    items = split.train.domain_items("target")
+    baseline = (target_only.item_bias.weight[items, 0]
+                + target_only.domain_mean[split.train.info.domain_index("target")])
+    # no target history, no signal: every cold user gets the item baseline b_i + mu
+    torch.testing.assert_close(scores, baseline.expand_as(scores))
+    with pytest.raises(DataError, match="train_on='target'"):
+        target_only.score(Query(torch.from_numpy(cold)), "source")
+    # the shared user space carries the source over: far lower error for the same cold users
+    collective = CMF(**fit).fit(split.train, options)
+    rmse_target = evaluate_ratings(target_only, split).value("rmse", group="cold")
+    rmse_all = evaluate_ratings(collective, split).value("rmse", group="cold")
+    assert rmse_all < 0.5 * rmse_target, (rmse_all, rmse_target)

@@ -51,3 +51,29 @@ def test_cold_start_split() -> None:
     split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
     info = split.describe()
     assert info["test_cold_users"] == info["test_users"] == 30
+
+
+def test_text_noise_is_backward_compatible_and_moves_titles() -> None:
+    plain = make_two_domain(seed=4)
+    assert plain.item_text == make_two_domain(seed=4, text_noise=0.0).item_text
+    noisy = make_two_domain(seed=4, text_noise=0.3)
+    assert noisy.interactions.equals(plain.interactions)  # only the titles change
+    answer = noisy.report["synthetic"]
+    moved = np.asarray(answer["text_cluster"]) != np.asarray(answer["item_cluster"])
+    assert 0.15 < moved.mean() < 0.45
+    for item in np.flatnonzero(moved):
+        assert any(w in noisy.item_text[item] for w in THEMES[answer["text_cluster"][item]])
+    assert plain.report["synthetic"]["text_cluster"] == plain.report["synthetic"]["item_cluster"]
+
+
+def test_hashing_encoder_puts_a_cluster_together() -> None:
+    from crossrec.testing.text import HashingEncoder
+
+    data = make_two_domain()
+    vectors = HashingEncoder().encode(data.item_text)
+    assert vectors.shape == (data.n_items, 256)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    cluster = np.asarray(data.report["synthetic"]["item_cluster"])
+    sim = vectors @ vectors.T
+    same = cluster[:, None] == cluster[None, :]
+    assert sim[same].mean() > sim[~same].mean() + 0.3

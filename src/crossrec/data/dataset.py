@@ -160,7 +160,8 @@ class MultiDomainDataset:
         key = ("domain_users", domain)
         if key not in self._cache:
             users = self.domain_interactions(domain)["user"].to_numpy()
-            self._cache[key] = np.unique(users).astype(np.int32)
+            present = np.bincount(users, minlength=self.n_users) > 0  # no sort of N rows
+            self._cache[key] = np.flatnonzero(present).astype(np.int32)
         return self._cache[key]
 
     def overlap_users(self, a: str, b: str) -> np.ndarray:

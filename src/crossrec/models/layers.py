@@ -1,4 +1,5 @@
-"""Shared neural blocks: an MLP and a causal Transformer over item sequences (SASRec-style)."""
+"""Shared neural blocks: an MLP, a causal Transformer over item sequences (SASRec-style) and
+the mixture-of-experts text adapter (UniSRec)."""
 
 from __future__ import annotations
 
@@ -63,13 +64,51 @@ class SequenceEncoder(nn.Module):
             length = self.max_len
         pos = torch.arange(self.max_len - length, self.max_len, device=x.device)
         h = self.dropout(self.input_norm(x + self.position(pos)[None]))
+        # blocked[b, i, j]: j later than i, or j padding; every position may see itself, so
+        # no attention row is empty (an empty row gives NaN, which the inference fast path
+        # would spread to real positions through zero attention weights)
+        eye = torch.eye(length, dtype=torch.bool, device=x.device)
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=x.device), 1)
-        # a fully padded row would make attention NaN: let padding attend to itself only
-        pad = padding.clone()
-        pad[:, -1] = False
-        h = self.layers(h, mask=causal, src_key_padding_mask=pad)
+        blocked = (causal[None] | padding[:, None, :]) & ~eye[None]  # [B, L, L]
+        heads = self.layers.layers[0].self_attn.num_heads
+        h = self.layers(h, mask=blocked.repeat_interleave(heads, dim=0))
         return self.output_norm(h).masked_fill(padding[..., None], 0.0)
 
     def last(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """``[B, D]`` the state at the most recent position (the user representation)."""
         return self.forward(x, padding)[:, -1]
+
+
+class MoEAdapter(nn.Module):
+    """Mixture-of-experts adapter with parametric whitening (UniSRec, Hou et al., KDD 2022).
+
+    Expert k maps a frozen text vector to ``(x - b_k) W_k``; a softmax gate over the experts
+    (computed from ``x``) mixes them. Gates start uniform (zero-initialised gate).
+
+    Args:
+        d_in: text vector size.
+        d_out: output size D.
+        n_experts: number of experts K.
+        dropout: dropout on the text vector before the experts.
+    """
+
+    def __init__(self, d_in: int, d_out: int, *, n_experts: int = 8,
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        self.d_in, self.d_out, self.n_experts = d_in, d_out, n_experts
+        self.dropout = nn.Dropout(dropout)
+        self.bias = nn.Parameter(torch.zeros(n_experts, d_in))  # b_k [K, d_in]
+        self.weight = nn.Parameter(torch.randn(n_experts, d_in, d_out) * 0.02)  # W_k
+        self.gate = nn.Linear(d_in, n_experts, bias=False)
+        nn.init.zeros_(self.gate.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., d_in]`` text vectors -> ``[..., d_out]``."""
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.d_in)
+        gates = torch.softmax(self.gate(x), dim=-1)  # [N, K]
+        w = self.weight.permute(1, 0, 2).reshape(self.d_in, -1)  # [d_in, K * D]
+        experts = (self.dropout(x) @ w).view(-1, self.n_experts, self.d_out)  # x W_k
+        shift = torch.einsum("kd,kde->ke", self.bias, self.weight)  # b_k W_k [K, D]
+        out = torch.einsum("nk,nke->ne", gates, experts - shift[None])
+        return out.reshape(*lead, self.d_out)

@@ -53,6 +53,7 @@ def make_two_domain(
     n_clusters: int = 4,
     interactions_per_user: tuple[int, int] = (8, 16),
     affinity: float = 0.9,
+    text_noise: float = 0.0,
     seed: int = 0,
     name: str = "synthetic",
 ) -> MultiDomainDataset:
@@ -64,6 +65,12 @@ def make_two_domain(
     popularity skew), the rest uniformly from the domain's other items. Target blocks are a
     permutation of the clusters, so nothing can be read off item positions.
 
+    Item titles (``item_text``) carry two theme words of the item's cluster; a cluster's theme
+    is the same in both domains, so related items of different domains share words and a text
+    model can transfer without any overlapping user. With ``text_noise`` > 0 a share of the
+    items get the theme words of a random other cluster (their interactions do not change), so
+    text alone is an imperfect guide and interaction data adds to it.
+
     Args:
         n_users: users in all.
         n_items: items in the source and in the target domain.
@@ -71,16 +78,23 @@ def make_two_domain(
         n_clusters: latent user clusters (= item blocks per domain).
         interactions_per_user: inclusive range of interactions per user and domain.
         affinity: probability that an interaction falls in the user's cluster block.
+        text_noise: share of items whose title words come from another cluster's theme (drawn
+            from a separate random stream: 0 gives exactly the data of earlier versions).
         seed: random seed.
         name: dataset name.
 
     Returns:
         The dataset; ``report["synthetic"]`` holds the answer: ``user_cluster`` (per user
-        index) and ``item_cluster`` (per global item index), plus the parameters.
+        index), ``item_cluster`` (per global item index) and ``text_cluster`` (the cluster
+        whose theme an item's title carries, = ``item_cluster`` unless ``text_noise``), plus
+        the parameters.
     """
     if not 0 <= n_overlap <= n_users:
         raise ValueError(f"n_overlap must be in [0, n_users], got {n_overlap}")
+    if not 0.0 <= text_noise <= 1.0:
+        raise ValueError(f"text_noise must be in [0, 1], got {text_noise}")
     rng = np.random.default_rng(seed)
+    text_rng = np.random.default_rng([seed, 1])  # apart from rng: noise leaves the rest alone
     user_cluster = rng.integers(n_clusters, size=n_users)
     rest = n_users - n_overlap
     index = np.arange(n_users)
@@ -89,7 +103,7 @@ def make_two_domain(
     in_target = (index < n_overlap) | (index >= source_only_end)
     block_of = {"source": np.arange(n_clusters), "target": rng.permutation(n_clusters)}
 
-    inter_rows, item_rows, item_cluster = [], [], {}
+    inter_rows, item_rows, item_cluster, text_cluster = [], [], {}, {}
     for domain, n_dom, members in zip(DOMAINS, n_items, (in_source, in_target), strict=True):
         blocks = np.array_split(np.arange(n_dom), n_clusters)
         cluster_of_item = np.empty(n_dom, dtype=np.int64)
@@ -98,12 +112,16 @@ def make_two_domain(
         skew = 1.0 / np.sqrt(1.0 + rng.permutation(n_dom))  # mild popularity skew
         for i in range(n_dom):
             c = int(cluster_of_item[i])
-            w = _theme(c)
+            tc = c
+            if text_noise > 0 and n_clusters > 1 and text_rng.random() < text_noise:
+                tc = int((c + text_rng.integers(1, n_clusters)) % n_clusters)
+            w = _theme(tc)
             a, b = rng.choice(len(w), size=2, replace=False)
             title = f"The {w[a]} {KINDS[domain]}: {w[b]} story {i}"
             item_rows.append({"domain": domain, "item_id": f"{domain[0]}{i}", "title": title,
                               "categories": w[0]})
             item_cluster[(domain, f"{domain[0]}{i}")] = c
+            text_cluster[(domain, f"{domain[0]}{i}")] = tc
         lo, hi = interactions_per_user
         for u in np.flatnonzero(members):
             c = user_cluster[u]
@@ -125,7 +143,10 @@ def make_two_domain(
     per_user = np.full(data.n_users, -1, dtype=np.int64)
     per_user[users[users >= 0]] = user_cluster[users >= 0]
     keys = data.items.ids
-    per_item = [item_cluster[tuple(k.split("\x1f", 1))] for k in keys]
-    answer = {"user_cluster": per_user.tolist(), "item_cluster": per_item,
-              "n_clusters": n_clusters, "affinity": affinity, "seed": seed}
+    item_keys = [tuple(k.split("\x1f", 1)) for k in keys]
+    answer = {"user_cluster": per_user.tolist(),
+              "item_cluster": [item_cluster[k] for k in item_keys],
+              "text_cluster": [text_cluster[k] for k in item_keys],
+              "n_clusters": n_clusters, "affinity": affinity, "text_noise": text_noise,
+              "seed": seed}
     return replace(data, report={**data.report, "synthetic": answer})

@@ -1,9 +1,12 @@
-"""Baselines: popularity, item-item kNN, EASE and BPR-MF (each on the target or all domains)."""
+"""Baselines: popularity, item-item kNN, EASE and BPR-MF (each on the target or all domains);
+the sequential SASRec and item-transition models over mixed-domain sequences."""
 
 from crossrec.models.baselines.bpr import BPR, BPRConfig
 from crossrec.models.baselines.ease import EASE, EASEConfig
 from crossrec.models.baselines.itemknn import ItemKNN, ItemKNNConfig
 from crossrec.models.baselines.pop import Pop, PopConfig
+from crossrec.models.baselines.sasrec import SASRec, SASRecConfig
+from crossrec.models.baselines.transition import Transition, TransitionConfig
 
 __all__ = ["BPR", "BPRConfig", "EASE", "EASEConfig", "ItemKNN", "ItemKNNConfig", "Pop",
-           "PopConfig"]
+           "PopConfig", "SASRec", "SASRecConfig", "Transition", "TransitionConfig"]

@@ -9,6 +9,11 @@ scores target items through the shared space: that is the transfer.
 Two objectives: ``"bpr"`` (implicit feedback; negatives drawn from the positive's domain, as in
 BPR-MF) and ``"mse"`` (explicit ratings: ``r̂ = u·v + b_i + μ_domain``; ``score`` then returns
 predicted ratings, so ``evaluate_ratings`` can compute MAE / RMSE).
+
+``train_on="target"`` fits the target domain alone: plain MF, the no-transfer baseline of the
+rating protocol (EMCDR, PTUPCDR). A user with no training interaction in the domains the model
+learned from gets the zero vector, so their score falls back to ``b_i (+ μ_domain)``, the item
+baseline, instead of an untrained random vector.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import nn
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
 from crossrec.models.base import (
+    BaselineConfig,
     FactorConfig,
     FitOptions,
     Query,
@@ -36,10 +42,12 @@ from crossrec.models.base import (
 from crossrec.models.baselines.bpr import positive_keys, sample_negatives
 
 
-class CMFConfig(FactorConfig):
+class CMFConfig(BaselineConfig, FactorConfig):
     """CMF hyper-parameters.
 
     Attributes:
+        train_on: ``"all"`` (collective: every domain, the default) or ``"target"`` (the target
+            domain alone: plain MF, the no-transfer baseline; it scores the target only).
         embedding_size: dimension of the shared user and the per-domain item embeddings.
         objective: ``"bpr"`` (implicit feedback, ranking) or ``"mse"`` (explicit ratings).
         domain_weights: loss weight per domain name (1.0 for a domain not listed).
@@ -50,6 +58,7 @@ class CMFConfig(FactorConfig):
         learning_rate, epochs, batch_size, patience: the training stage (Adam).
     """
 
+    train_on: Literal["target", "all"] = "all"
     objective: Literal["bpr", "mse"] = "bpr"
     domain_weights: dict[str, float] = {}
     item_bias: bool = True
@@ -211,7 +220,8 @@ class CMF(TorchRecommender):
     """Collective MF: shared user embeddings, per-domain item embeddings, joint training.
 
     ``score`` returns ``u·v_i + b_i`` (bpr) or the predicted rating ``u·v_i + b_i + μ`` (mse).
-    A ``query.history`` is folded in as the mean embedding of its items (every domain).
+    A ``query.history`` is folded in as the mean embedding of its items (in the domains it
+    learned from); a user without training interactions there gets the zero vector.
     """
 
     Config = CMFConfig
@@ -235,11 +245,20 @@ class CMF(TorchRecommender):
                              else torch.zeros(len(train.domains)), persistent=False)
         self.register_buffer("item_domain", torch.from_numpy(train.item_domain.astype(np.int64)),
                              persistent=False)
+        catalogue = c.catalogue(train, options.target)
+        inter = train.interactions
+        items = inter["item"].to_numpy()
+        if c.objective == "mse":  # only rated interactions train the factors
+            items = np.where(inter["rating"].notna().to_numpy(), items, -1)
+        seen = np.zeros(train.n_users, bool)
+        seen[inter["user"].to_numpy()[(items >= catalogue.start) & (items < catalogue.stop)]] = 1
+        self.register_buffer("seen", torch.from_numpy(seen), persistent=False)  # [n_users]
 
     def default_stages(self, sources: Sequence[str], target: str) -> list[Stage]:
         c = self.config
         return [Stage("train", epochs=c.epochs, learning_rate=c.learning_rate,
-                      batch_size=c.batch_size, patience=c.patience)]
+                      batch_size=c.batch_size, patience=c.patience,
+                      domains=(target,) if c.train_on == "target" else ())]
 
     def batches(self, train: MultiDomainDataset, stage: Stage,
                 rng: np.random.Generator) -> Iterator[FactorBatch]:
@@ -263,12 +282,15 @@ class CMF(TorchRecommender):
             ``[B, n_items(domain)]`` float32, on the model's device.
         """
         train = self._check_fitted()
-        items = train.domain_items(domain)  # DataError for an unknown domain
+        items = self.config.check_domain(train, domain, self.options.target)
         if query.history is None:
             users = check_users(train, query.users).to(self.user_embedding.weight.device)
-            u = self.user_embedding(users)
+            u = self.user_embedding(users) * self.seen[users][:, None]  # unseen users: zero
         else:
-            u, _ = fold_in(self, query, self.item_embedding)
+            catalogue = self.config.catalogue(train, self.options.target)
+            mask = np.zeros(train.n_items, bool)
+            mask[catalogue] = True
+            u, _ = fold_in(self, query, self.item_embedding, mask)
         out = u @ self.item_embedding.weight[items].T  # [B, n]
         if self.item_bias is not None:
             out = out + self.item_bias.weight[items, 0]

@@ -15,6 +15,9 @@ Zhu et al., "Personalized Transfer of User Preferences for Cross-domain Recommen
    interactions of users with both domains in training, with the transferred factor in place
    of the user's target factor and every factor frozen (only ``meta.*`` trains).
 
+With ``"mse"`` a prediction is ``u·v + μ_domain`` (the domain's mean training rating), so the
+factors model deviations from the mean instead of the whole 1..5 scale.
+
 Scoring the target: users without target interactions in training (cold-start) get the
 transferred factor; warm users keep their target factor (``transfer_warm=True`` uses the bridge
 for everyone). The MF stages run a fixed number of epochs; only the meta stage is validated
@@ -37,6 +40,7 @@ from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
 from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
 from crossrec.models.baselines.bpr import BPR
+from crossrec.models.cross.cmf import domain_means
 
 
 class PTUPCDRConfig(FactorConfig):
@@ -158,6 +162,10 @@ class PTUPCDR(TorchRecommender):
             nn.init.normal_(table.weight, std=c.init_std)
             setattr(self, name, table)
         self.meta = MetaNetwork(d, c.meta_dim)
+        self.register_buffer("domain_mean", domain_means(train) if c.objective == "mse"
+                             else torch.zeros(len(train.domains)), persistent=False)
+        self.register_buffer("item_domain", torch.from_numpy(train.item_domain.astype(np.int64)),
+                             persistent=False)
 
     def source_domains(self) -> tuple[str, ...]:
         """The fit's sources (every other domain when none were named)."""
@@ -260,7 +268,8 @@ class PTUPCDR(TorchRecommender):
             loss = F.softplus(torch.einsum("bd,bkd->bk", u, neg) - pred[:, None]).mean()
             l2 = l2 + neg.pow(2).sum() / neg.shape[1]
         else:
-            loss = F.mse_loss(pred, batch.ratings)
+            loss = F.mse_loss(pred + self.domain_mean[self.item_domain[batch.items]],
+                              batch.ratings)
         return loss if stage == "meta" else loss + self.config.weight_decay * l2 / len(u)
 
     # ------------------------------------------------------------------ inference
@@ -338,4 +347,5 @@ class PTUPCDR(TorchRecommender):
         else:
             raise DataError(f"PTUPCDR was fitted with target {self.options.target!r} and "
                             f"sources {list(self.source_domains())}; it cannot score {domain!r}")
-        return self.user_vectors(query, domain) @ table.weight[items].T
+        mean = self.domain_mean[train.info.domain_index(domain)]  # 0 with "bpr"
+        return self.user_vectors(query, domain) @ table.weight[items].T + mean

@@ -1,0 +1,183 @@
+"""Zero-shot text recommender: a user is the mean text vector of their history, in any domain.
+
+No training on any domain: item texts go through a pretrained sentence encoder (L2-normalised
+vectors), a user is the recency-weighted mean of the vectors of the items in their history
+(all domains), and an item of the ranked domain scores the cosine between the two, optionally
+plus ``w`` x the item's standardised log-popularity in training. ``w`` is the only thing chosen,
+on validation users, from a small grid. This is the answer for a brand-new target domain: it
+needs nothing but the target items' texts.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from crossrec.data.dataset import MultiDomainDataset
+from crossrec.data.sequence import PAD, user_sequences
+from crossrec.errors import DataError
+from crossrec.models.base import FitOptions, Query, Recommender
+from crossrec.models.text import TextConfig
+
+
+class TextZeroShotConfig(TextConfig):
+    """Zero-shot text model settings.
+
+    Attributes:
+        decay: recency weight; the k-th most recent history item (k = 0, 1, ...) weighs
+            ``decay ** k`` (1.0 = plain mean).
+        max_history: most recent history items used per user.
+        popularity_weight: weight ``w`` of the standardised log-popularity prior; None = chosen
+            from ``popularity_grid`` on validation users (0 when fitting without validation).
+        popularity_grid: candidate weights tried on validation.
+    """
+
+    decay: float = Field(0.9, gt=0.0, le=1.0)
+    max_history: int = Field(50, ge=1)
+    popularity_weight: float | None = Field(None, ge=0.0)
+    popularity_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+
+
+def query_histories(train: MultiDomainDataset, query: Query, max_len: int) -> np.ndarray:
+    """``int64 [B, max_len]`` the most recent items of each query row, left-padded with -1.
+
+    From ``query.history`` when given (its non-padding entries in column order, the last one
+    the most recent), else from each user's time-ordered training interactions.
+
+    Raises:
+        DataError: an item index out of range, or a user out of range without a history.
+    """
+    if query.history is None:
+        users = query.users.detach().cpu().numpy().astype(np.int64).reshape(-1)
+        if len(users) and (users.min() < 0 or users.max() >= train.n_users):
+            raise DataError(f"user index out of range [0, {train.n_users}) and no history "
+                            "given; an anonymous user needs Query.history")
+        return user_sequences(train).padded(users, max_len)
+    h = query.history.detach().cpu().numpy().astype(np.int64)
+    if h.ndim != 2:
+        raise DataError(f"Query.history must be [B, L], got shape {tuple(h.shape)}")
+    if h.size and h.max() >= train.n_items:
+        raise DataError(f"Query.history has item index {int(h.max())} >= {train.n_items}")
+    out = np.full((h.shape[0], max_len), PAD, dtype=np.int64)
+    for r, row in enumerate(h):
+        items = row[row >= 0][-max_len:]
+        if len(items):
+            out[r, max_len - len(items):] = items
+    return out
+
+
+def log_popularity(train: MultiDomainDataset) -> np.ndarray:
+    """``float32 [n_items]`` log(1 + training count), standardised within each domain
+    (zero for a domain whose items all have the same count, e.g. none)."""
+    counts = np.bincount(train.interactions["item"].to_numpy(np.int64), minlength=train.n_items)
+    out = np.log1p(counts).astype(np.float64)
+    for d in train.domains:
+        s = train.domain_items(d)
+        block = out[s]
+        std = block.std()
+        out[s] = (block - block.mean()) / std if std > 0 else 0.0
+    return out.astype(np.float32)
+
+
+class TextZeroShot(Recommender):
+    """Cosine between a recency-weighted mean of history text vectors and each item's vector.
+
+    State: ``item_vectors`` (``float16 [n_items, dim]``; the model scores with exactly these
+    values), ``popularity`` (``float32 [n_items]``) and ``popularity_weight`` (``[1]``).
+    """
+
+    Config = TextZeroShotConfig
+    name = "text_zero_shot"
+    deterministic = True
+    config: TextZeroShotConfig
+
+    def __init__(self, config: TextZeroShotConfig | dict | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.vectors: torch.Tensor | None = None  # [n_items, dim] float32 (fp16 values)
+        self.popularity: torch.Tensor | None = None  # [n_items]
+        self.weight = 0.0
+        self._encoder = None
+
+    def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
+        """Encode (or read from the cache) every item text; choose ``w`` on validation."""
+        vectors = self.config.item_vectors(train, progress=options.progress)
+        self._set(train, options, vectors.astype(np.float16), log_popularity(train))
+        w = self.config.popularity_weight
+        if w is None and options.validate is not None:
+            best = -np.inf
+            for candidate in self.config.popularity_grid:
+                self.weight = float(candidate)
+                value = options.validate(self)
+                if value > best:  # the first (smallest) of equal values wins
+                    best, w = value, float(candidate)
+            self.validation = {"popularity_weight": w, "valid": float(best)}
+        self.weight = float(w or 0.0)
+        return self
+
+    def _set(self, train: MultiDomainDataset, options: FitOptions, vectors: np.ndarray,
+             popularity: np.ndarray) -> None:
+        if vectors.shape[0] != train.n_items:
+            raise DataError(f"item_vectors has {vectors.shape[0]} rows for {train.n_items} items")
+        self.train_data, self.options = train, options
+        self.vectors = torch.from_numpy(np.asarray(vectors, dtype=np.float16).astype(np.float32))
+        self.popularity = torch.from_numpy(np.asarray(popularity, dtype=np.float32))
+
+    def state(self) -> dict[str, np.ndarray]:
+        if self.vectors is None:
+            return {}
+        return {"item_vectors": self.vectors.numpy().astype(np.float16),
+                "popularity": self.popularity.numpy(),
+                "popularity_weight": np.array([self.weight], dtype=np.float64)}
+
+    def restore(self, train: MultiDomainDataset, options: FitOptions,
+                state: dict[str, np.ndarray]) -> Self:
+        self._set(train, options, state["item_vectors"], state["popularity"])
+        self.weight = float(np.asarray(state["popularity_weight"]).reshape(-1)[0])
+        return self
+
+    @torch.no_grad()
+    def user_vectors(self, query: Query) -> torch.Tensor:
+        """``[B, dim]`` recency-weighted mean text vector of each history (zeros if empty)."""
+        train = self._check_fitted()
+        hist = torch.from_numpy(query_histories(train, query, self.config.max_history))
+        valid = hist >= 0  # [B, L]; the last column is the most recent
+        length = hist.shape[1]
+        age = torch.arange(length - 1, -1, -1, dtype=torch.float64)  # 0 for the last column
+        # age counts positions, padding sits on the left: the newest item has age 0
+        weights = (self.config.decay ** age)[None, :] * valid  # [B, L]
+        vecs = self.vectors[hist.clamp(min=0)]  # [B, L, dim]
+        total = weights.sum(1, keepdim=True).clamp(min=1e-12)
+        return ((weights / total).float()[..., None] * vecs).sum(1)
+
+    @torch.no_grad()
+    def score(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, n_items(domain)]`` cosine (+ ``w`` x popularity prior)."""
+        train = self._check_fitted()
+        items = train.domain_items(domain)  # DataError for an unknown domain
+        u = torch.nn.functional.normalize(self.user_vectors(query), dim=1)
+        scores = u @ self.vectors[items].T
+        if self.weight:
+            scores = scores + self.weight * self.popularity[items]
+        return scores
+
+    @torch.no_grad()
+    def score_text(self, texts: list[str], domain: str) -> torch.Tensor:
+        """``[B, n_items(domain)]`` cosine between free-text queries and the domain's items.
+
+        The encoder is loaded on the first call (offline, from its package).
+        """
+        train = self._check_fitted()
+        items = train.domain_items(domain)
+        if not texts:
+            return torch.zeros((0, items.stop - items.start))
+        if self._encoder is None:
+            self._encoder = self.config.load_encoder()
+        q = self._encoder.encode(list(texts), batch_size=self.config.encoder_batch_size)
+        if q.shape[1] != self.vectors.shape[1]:
+            raise DataError(f"encoder {self.config.encoder!r} gives {q.shape[1]}-d vectors; "
+                            f"the model's item vectors are {self.vectors.shape[1]}-d")
+        q = torch.nn.functional.normalize(torch.from_numpy(np.asarray(q, np.float32)), dim=1)
+        return q @ self.vectors[items].T

@@ -1,0 +1,333 @@
+"""The HTTP API: ``create_app(bundle, settings) -> FastAPI``. All state lives on the app.
+
+Routes: ``POST /recommend``, ``POST /recommend/text``, ``POST /events``, ``GET /metrics`` (API
+key required when ``settings.auth``), ``GET /healthz`` and ``GET /readyz`` (open). Bad input
+gets a 4xx whose ``message`` names the field (``body.k: ...``); an oversized body gets 413.
+Logs carry a keyed hash of the user id (``user=<16 hex>``), never the raw id, nor any key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from crossrec.bundle import Bundle, BundleError, Recommendation
+from crossrec.errors import ConfigError, DataError
+from crossrec.serving.auth import KeyRing, presented_key, user_hash
+from crossrec.serving.events import Event, EventStore, open_event_store
+from crossrec.serving.metrics import ServeMetrics
+from crossrec.serving.schemas import (
+    Because,
+    EventsRequest,
+    EventsResponse,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+    Status,
+    TextRequest,
+    TextResponse,
+)
+from crossrec.serving.settings import ServeSettings
+
+log = logging.getLogger("crossrec.serving")
+USER_KEY = "crossrec.user"  # scope entry: the keyed hash of the request's user id
+
+
+class FieldError(Exception):
+    """Bad input found after schema validation (unknown domain, a limit of the settings)."""
+
+    def __init__(self, loc: Sequence[str | int], msg: str, kind: str = "value_error") -> None:
+        super().__init__(msg)
+        self.loc, self.msg, self.kind = list(loc), msg, kind
+
+
+def _error_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    detail = [{"loc": list(e["loc"]), "msg": str(e["msg"]), "type": str(e["type"])}
+              for e in errors]
+    message = "; ".join(".".join(str(x) for x in d["loc"]) + ": " + d["msg"] for d in detail)
+    return {"detail": detail, "message": message}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets 413 before the app reads it."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _reject(self, send: Any, status: int, msg: str) -> None:
+        body = JSONResponse({"detail": msg, "message": f"body: {msg}"}, status_code=status)
+        await body({"type": "http"}, None, send)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        too_big = f"request body larger than {self.max_bytes} bytes"
+        if length is not None:
+            if not length.isdigit():
+                await self._reject(send, 400, "malformed Content-Length header")
+                return
+            if int(length) > self.max_bytes:
+                await self._reject(send, 413, too_big)
+                return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(send, 413, too_big)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class Observe:
+    """ASGI middleware: request count, latency and errors per route; one log line each."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics, paths: frozenset[str]) -> None:
+        self.app, self.metrics, self.paths = app, metrics, paths
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None)
+            if route is None:  # answered before routing (413) or no such route
+                route = scope["path"] if scope["path"] in self.paths else "unmatched"
+            self.metrics.observe(route, scope["method"], status, seconds)
+            log.info("%s %s %d %.1fms user=%s", scope["method"], route, status, seconds * 1e3,
+                     scope.get(USER_KEY, "-"))
+
+
+def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
+               events: EventStore | None = None, keys: KeyRing | None = None) -> FastAPI:
+    """Build the service around a loaded bundle.
+
+    Args:
+        bundle: what to serve (``Bundle.load``).
+        settings: auth, limits, event store location (defaults: ``ServeSettings()``).
+        events: an open event store (default: ``open_event_store(settings.events)``); the app
+            closes it on shutdown.
+        keys: accepted API keys (default: read from ``settings.keys_file`` / ``keys_env``).
+
+    Raises:
+        ConfigError: auth is on and no key is configured.
+    """
+    settings = settings or ServeSettings()
+    if keys is None:
+        keys = KeyRing.load(settings.keys_file, settings.keys_env) if settings.auth \
+            else KeyRing([])
+    if settings.auth and not len(keys):
+        raise ConfigError(f"no API key configured: give a keys file or set ${settings.keys_env}"
+                          " (or turn auth off explicitly)")
+    store = events if events is not None else open_event_store(settings.events)
+    metrics = ServeMetrics()
+    model_name = str(bundle.config["model"]["name"])
+    metrics.serving(bundle.version, model_name, bundle.target)
+    log_key = os.environ.get(settings.log_key_env, "").encode() or secrets.token_bytes(32)
+    train = bundle.train
+    domains = set(train.domains)
+    titles = (train.item_attrs["title"].astype(object).to_numpy()
+              if "title" in train.item_attrs.columns else np.asarray(train.item_text, object))
+    for d in train.domains:  # warm the caches the first requests would otherwise fill
+        train.user_items(d)
+        bundle.popular(d)
+    train.user_items(None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(title="crossrec", summary="Cross-domain recommendations",
+                  docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.bundle, app.state.settings, app.state.events = bundle, settings, store
+    app.state.metrics = metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(_error_body(list(exc.errors())), status_code=422)
+
+    @app.exception_handler(FieldError)
+    async def _field(_: Request, exc: FieldError) -> JSONResponse:
+        return JSONResponse(_error_body([{"loc": exc.loc, "msg": exc.msg, "type": exc.kind}]),
+                            status_code=422)
+
+    async def require_key(authorization: str | None = Header(None),
+                          x_api_key: str | None = Header(None)) -> None:
+        if not settings.auth:
+            return
+        key = presented_key(authorization, x_api_key)
+        if key is None:
+            raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or "
+                                "'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
+        if not keys.check(key):
+            raise HTTPException(403, "invalid API key")
+
+    def check_domain(domain: str | None, loc: Sequence[str | int]) -> str:
+        if domain is None:
+            return bundle.target
+        if domain not in domains:
+            raise FieldError(loc, f"unknown domain {domain!r}; known: "
+                                  f"{', '.join(train.domains)}")
+        return domain
+
+    def check_k(k: int) -> None:
+        if k > settings.max_k:
+            raise FieldError(("body", "k"), f"k must be at most {settings.max_k}",
+                             "less_than_equal")
+
+    def items_of(rec: Recommendation) -> list[RecommendedItem]:
+        out = []
+        for j, (item, score, idx) in enumerate(zip(rec.item_ids, rec.scores, rec.items,
+                                                   strict=True)):
+            title = titles[idx]
+            because = None if rec.because is None else [
+                Because(domain=e.domain, item_id=e.item_id, weight=e.weight)
+                for e in rec.because[j]]
+            out.append(RecommendedItem(item_id=item, score=float(score),
+                                       title=title if isinstance(title, str) and title
+                                       else None, because=because))
+        return out
+
+    # Inference takes a few ms of CPU: it runs on the event loop (``async def``), which saves
+    # two thread hand-offs per request (dependency + endpoint) that cost more than the work on
+    # a loaded machine. ``POST /events`` waits on a disk commit and stays in the thread pool.
+    api = APIRouter(dependencies=[Depends(require_key)])
+
+    @api.post("/recommend", response_model=RecommendResponse)
+    async def recommend(req: RecommendRequest, request: Request) -> RecommendResponse:
+        """Top-k items of a domain for a user and/or a history."""
+        request.scope[USER_KEY] = user_hash(log_key, req.user_id)
+        domain = check_domain(req.domain, ("body", "domain"))
+        check_k(req.k)
+        history = req.history or []
+        if len(history) > settings.max_history:
+            raise FieldError(("body", "history"),
+                             f"at most {settings.max_history} history items", "too_long")
+        for i, h in enumerate(history):
+            check_domain(h.domain, ("body", "history", i, "domain"))
+        try:
+            rec = bundle.recommend(
+                [req.user_id], domain, req.k, req.exclude_seen,
+                histories=[[(h.domain, h.item_id) for h in history]] if history else None,
+                explain=settings.explain_items if req.explain else 0)[0]
+        except DataError as e:  # e.g. a target-only model asked for another domain
+            raise FieldError(("body", "domain"), str(e)) from None
+        user = "anonymous" if req.user_id is None else ("known" if rec.user_known else "unknown")
+        metrics.users.labels(domain=domain, user=user).inc()
+        metrics.recommendations.labels(domain=domain, strategy=rec.strategy,
+                                       basis=rec.basis).inc()
+        return RecommendResponse(user_id=req.user_id, domain=domain, strategy=rec.strategy,
+                                 basis=rec.basis, model_version=bundle.version,
+                                 items=items_of(rec), ignored_history=rec.ignored_history)
+
+    @api.post("/recommend/text", response_model=TextResponse)
+    async def recommend_text(req: TextRequest) -> TextResponse:
+        """Top-k items of a domain for a free-text need (models with a text encoder)."""
+        domain = check_domain(req.domain, ("body", "domain"))
+        check_k(req.k)
+        try:
+            rec = bundle.recommend_text([req.text], domain, req.k)[0]
+        except BundleError as e:
+            raise HTTPException(400, str(e)) from None
+        except DataError as e:
+            raise FieldError(("body", "domain"), str(e)) from None
+        metrics.recommendations.labels(domain=domain, strategy=rec.strategy,
+                                       basis=rec.basis).inc()
+        return TextResponse(domain=domain, strategy=rec.strategy, model_version=bundle.version,
+                            items=items_of(rec))
+
+    @api.post("/events", response_model=EventsResponse)
+    def post_events(req: EventsRequest) -> EventsResponse:
+        """Store interactions durably (answered after the commit); an event id is kept once."""
+        if len(req.events) > settings.max_batch_events:
+            raise FieldError(("body", "events"),
+                             f"at most {settings.max_batch_events} events per request",
+                             "too_long")
+        for i, e in enumerate(req.events):
+            check_domain(e.domain, ("body", "events", i, "domain"))
+        received = time.time()
+        new = store.add([Event(e.event_id, e.user_id, e.domain, e.item_id, e.rating,
+                               int(received) if e.timestamp is None else e.timestamp,
+                               received, bundle.version) for e in req.events])
+        for e in new:
+            metrics.events.labels(domain=e.domain).inc()
+        metrics.duplicates.inc(len(req.events) - len(new))
+        return EventsResponse(stored=len(new), duplicates=len(req.events) - len(new))
+
+    @api.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.exposition(), media_type=metrics.content_type)
+
+    app.include_router(api)
+
+    @app.get("/healthz", response_model=Status)
+    async def healthz() -> Status:
+        """Liveness: the process answers."""
+        return Status(status="ok", model_version=bundle.version)
+
+    @app.get("/readyz", response_model=Status)
+    def readyz() -> Response | Status:
+        """Readiness: the model is loaded and the event store answers."""
+        if not store.ping():
+            return JSONResponse(Status(status="unavailable", detail="event store does not "
+                                       "answer").model_dump(), status_code=503)
+        return Status(status="ready", model_version=bundle.version)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Observe, metrics=metrics,
+                       paths=frozenset(getattr(r, "path", "") for r in app.routes))
+    return app
+
+
+BUNDLE_ENV = "CROSSREC_SERVE_BUNDLE"
+SETTINGS_ENV = "CROSSREC_SERVE_SETTINGS"
+
+
+def app_from_env() -> FastAPI:
+    """App factory for several uvicorn workers (``uvicorn --factory``): each worker process
+    loads the bundle at ``$CROSSREC_SERVE_BUNDLE`` with the settings JSON in
+    ``$CROSSREC_SERVE_SETTINGS``. The workers share nothing but the event store."""
+    if not os.environ.get(BUNDLE_ENV):
+        raise ConfigError(f"${BUNDLE_ENV} is not set: the bundle directory to serve")
+    settings = ServeSettings.model_validate_json(os.environ.get(SETTINGS_ENV) or "{}")
+    return create_app(Bundle.load(os.environ[BUNDLE_ENV]), settings)

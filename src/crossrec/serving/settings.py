@@ -1,0 +1,43 @@
+"""ServeSettings: everything `crossrec serve` can be told, validated in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KEYS_ENV = "CROSSREC_API_KEYS"  # comma-separated API keys (plain or "sha256:<hex>")
+LOG_KEY_ENV = "CROSSREC_LOG_KEY"  # secret for the keyed hash of user ids in logs
+
+
+class ServeSettings(BaseModel):
+    """Settings of the HTTP service.
+
+    Attributes:
+        auth: require an API key on every route but ``/healthz`` and ``/readyz``.
+        keys_file: file of API keys, one per line (plain, or ``sha256:<hex digest>``; ``#``
+            starts a comment). Keys from ``keys_env`` are added.
+        keys_env: environment variable holding comma-separated keys.
+        events: where ``POST /events`` stores interactions: a SQLite file path (the embedded
+            default) or a ``postgresql://`` URL.
+        max_body_bytes: requests with a larger body get 413.
+        max_k: the largest ``k`` a request may ask for.
+        max_history: the most history items a request may carry.
+        max_batch_events: the most events one ``POST /events`` may carry.
+        explain_items: history items returned per recommended item with ``explain=true``.
+        log_key_env: environment variable with the secret of the keyed hash (HMAC-SHA256) of
+            user ids in logs; a random per-process secret when unset.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    auth: bool = True
+    keys_file: Path | None = None
+    keys_env: str = KEYS_ENV
+    events: str = "events.sqlite"
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_k: int = Field(100, ge=1, le=10_000)
+    max_history: int = Field(500, ge=1)
+    max_batch_events: int = Field(1000, ge=1)
+    explain_items: int = Field(3, ge=1, le=50)
+    log_key_env: str = LOG_KEY_ENV

@@ -1,0 +1,131 @@
+"""text_zero_shot: the contract (hashing test encoder), recency, the prior chosen on validation,
+free-text queries, and beating target-only models on cold users without any target training."""
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from crossrec.data.split import cold_start_users, new_domain
+from crossrec.eval.ranking import evaluate
+from crossrec.models.base import FitOptions, Query
+from crossrec.models.baselines import EASE, Pop
+from crossrec.models.baselines.text_zero_shot import TextZeroShot, log_popularity
+from crossrec.testing import make_two_domain
+from crossrec.testing.contract import RecommenderContract, recall_at_k
+from crossrec.testing.text import hashing_encoder
+
+FAST = {"encoder": "hashing"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_encoder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with hashing_encoder(cache_dir=tmp_path_factory.mktemp("cache")):
+        yield
+
+
+class TestTextZeroShot(RecommenderContract):
+    model_cls = TextZeroShot
+    fast_config = FAST
+    transfers = True
+
+
+def _options(split, **kw) -> FitOptions:
+    return FitOptions(target="target", sources=("source",), progress=False, **kw)
+
+
+def _validate(split):
+    def validate(model) -> float:
+        return evaluate(model, split, part="valid", ks=(10,), metrics=("ndcg",)).value("ndcg@10")
+    return validate
+
+
+def test_recency_decay_weights_the_newest_item() -> None:
+    split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
+    model = TextZeroShot(FAST, decay=0.01).fit(split.train, _options(split))
+    a, b = 0, split.train.domain_items("target").start
+    got = model.user_vectors(Query(torch.tensor([-1]), torch.tensor([[a, b, -1]])))[0]
+    expected = (0.01 * model.vectors[a] + model.vectors[b]) / 1.01
+    torch.testing.assert_close(got, expected)
+    flat = TextZeroShot(FAST, decay=1.0).fit(split.train, _options(split))
+    got = flat.user_vectors(Query(torch.tensor([-1]), torch.tensor([[-1, a, b]])))[0]
+    torch.testing.assert_close(got, (flat.vectors[a] + flat.vectors[b]) / 2)
+
+
+def test_popularity_prior_is_standardised_per_domain() -> None:
+    train = make_two_domain().with_interactions(make_two_domain().interactions)
+    pop = log_popularity(train)
+    for d in train.domains:
+        block = pop[train.domain_items(d)]
+        assert abs(block.mean()) < 1e-5 and abs(block.std() - 1) < 1e-4
+    split = new_domain(make_two_domain(), "target")
+    assert not log_popularity(split.train)[split.train.domain_items("target")].any()
+
+
+def test_prior_weight_is_chosen_on_validation() -> None:
+    split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
+    calls: list[float] = []
+    validate = _validate(split)
+
+    def spy(model) -> float:
+        calls.append(model.weight)
+        return validate(model)
+
+    model = TextZeroShot(FAST).fit(split.train, _options(split, validate=spy))
+    assert calls == list(TextZeroShot.Config().popularity_grid)
+    assert model.weight == model.validation["popularity_weight"] in calls
+    assert model.validation["valid"] == max(validate(TextZeroShot(FAST, popularity_weight=w)
+                                                     .fit(split.train, _options(split)))
+                                            for w in calls)
+    fixed = TextZeroShot(FAST, popularity_weight=0.3).fit(split.train,
+                                                          _options(split, validate=spy))
+    assert fixed.weight == 0.3 and len(calls) == len(model.config.popularity_grid)
+
+
+def test_beats_target_only_models_on_cold_users_with_noisy_text() -> None:
+    # a fifth of the titles name another cluster's theme: text is imperfect, still transfers
+    split = cold_start_users(make_two_domain(text_noise=0.2, seed=2), "source", "target", 0.3,
+                             seed=0)
+    opts = _options(split, validate=_validate(split))
+    text = recall_at_k(TextZeroShot(FAST).fit(split.train, opts), split)
+    for target_only in (Pop(), EASE(train_on="target")):
+        assert text > recall_at_k(target_only.fit(split.train, opts), split) + 0.08
+
+
+def test_new_domain_needs_no_target_interaction() -> None:
+    split = new_domain(make_two_domain(), "target", seed=0)
+    model = TextZeroShot(FAST).fit(split.train, _options(split, validate=_validate(split)))
+    pop = Pop().fit(split.train, _options(split))
+    assert recall_at_k(model, split) > recall_at_k(pop, split) + 0.2
+
+
+def test_score_text_ranks_the_theme_first() -> None:
+    data = make_two_domain()
+    split = cold_start_users(data, "source", "target", 0.3, seed=0)
+    model = TextZeroShot(FAST).fit(split.train, _options(split))
+    scores = model.score_text(["a dragon and a wizard", "murder mystery"], "target")
+    assert scores.shape == (2, data.info.n_domain_items("target"))
+    cluster = np.asarray(data.report["synthetic"]["item_cluster"])[data.domain_items("target")]
+    top = torch.topk(scores, 5).indices.numpy()
+    assert (cluster[top[0]] == 3).all() and (cluster[top[1]] == 2).all()  # THEMES order
+    assert model.score_text([], "target").shape == (0, scores.shape[1])
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_minilm_on_a_new_office_domain(data_dir) -> None:  # noqa: ANN001
+    from crossrec.data.sources import read
+
+    path = data_dir / "amazon-arts-office"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    split = new_domain(read("arts_office", path).build(), "office", "arts", seed=0)
+    options = FitOptions(target="office", sources=("arts",), progress=False)
+    model = TextZeroShot(popularity_weight=0.0).fit(split.train, options)  # real MiniLM
+    pop = Pop().fit(split.train, options)  # no Office interaction: all-equal scores
+    assert recall_at_k(model, split, k=20) > 2 * recall_at_k(pop, split, k=20) + 0.01
+    scores = model.score_text(["black toner cartridge for laser printer"], "office")
+    top = torch.topk(scores[0], 10).indices.numpy() + split.train.domain_items("office").start
+    texts = [split.train.item_text[i] for i in top]
+    assert sum(("toner" in t or "cartridge" in t) for t in texts) >= 5, texts
