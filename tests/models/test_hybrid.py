@@ -32,12 +32,6 @@ class TestHybrid(RecommenderContract):
     transfers = True
 
 
-class TestHybridAligned(RecommenderContract):
-    model_cls = Hybrid
-    fast_config = {**FAST, "alignment": "adversarial", "alignment_weight": 0.1}
-    transfers = True
-
-
 def _options(split, validate: bool = True) -> FitOptions:
     def ndcg(model) -> float:
         return evaluate(model, split, part="valid", ks=(10,), metrics=("ndcg",)).value("ndcg@10")
@@ -113,3 +107,27 @@ def test_popularity_prior_weight_chosen_on_validation_and_kept_in_the_state() ->
         torch.testing.assert_close(model.score(users, "target"),
                                    base + 5.0 * model.popularity[split.train.domain_items(
                                        "target")])
+
+
+@pytest.mark.parametrize("kind", ["adversarial", "mmd"])
+def test_alignment_option_adds_its_loss_and_still_transfers(kind: str) -> None:
+    split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
+    model = Hybrid(FAST, alignment=kind, alignment_weight=0.5).fit(split.train,
+                                                                  _options(split))
+    stage = model.default_stages(("source",), "target")[0]
+    batch = next(iter(model.batches(split.train, stage, np.random.default_rng(1))))
+    model.train()
+    torch.manual_seed(0)
+    with_alignment = model.loss(batch, "train")
+    hist = batch.history
+    vec, _ = model.item_vectors(hist.clamp(min=0))
+    extra = model._alignment(hist, vec)
+    assert float(extra) != 0.0
+    if kind == "adversarial":
+        extra.backward()
+        assert any(q.grad is not None and q.grad.abs().sum() > 0
+                   for q in model.aligner.parameters())  # the domain classifier learns
+    assert torch.isfinite(with_alignment)
+    model.eval()
+    pop = Pop().fit(split.train, _options(split, validate=False))
+    assert recall_at_k(model, split) > recall_at_k(pop, split) + 0.1

@@ -20,9 +20,9 @@ from crossrec.testing.text import hashing_encoder
 from crossrec.training.trainer import Trainer
 
 FAST = {"encoder": "hashing", "embedding_size": 16, "n_experts": 2, "max_seq_len": 16,
-        "n_layers": 1, "pretrain_epochs": 2, "epochs": 4, "n_negatives": 32, "batch_size": 256,
+        "n_layers": 1, "pretrain_epochs": 2, "epochs": 15, "n_negatives": 32, "batch_size": 64,
         "pretrain_batch_size": 64, "learning_rate": 3e-2, "pretrain_learning_rate": 1e-2,
-        "dropout": 0.0, "adapter_dropout": 0.0}
+        "dropout": 0.0, "adapter_dropout": 0.0, "adapt_negatives": 0}
 OPTIONS = FitOptions(target="target", sources=("source",), progress=False)
 
 

@@ -142,6 +142,9 @@ def load_encoder(name: str, *, device: str = "cpu", max_seq_length: int = 128,
     if backend not in BACKENDS:
         raise ConfigError(f"unknown encoder backend {backend!r}; known: "
                           f"{', '.join(BACKENDS)}")
+    if backend != "torch" and device != "cpu":
+        raise ConfigError(f"encoder backend {backend!r} runs on the CPU only (device={device!r}); "
+                          f"use backend 'torch' on an accelerator")
     if backend.startswith("onnx"):
         from crossrec.encoders.onnx_runtime import OnnxEncoder
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,7 +39,9 @@ class SentenceTransformerEncoder:
             from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
             qconfig = {torch.nn.Linear: per_channel_dynamic_qconfig}
-            self.model = quantize_dynamic(self.model, qconfig, dtype=torch.qint8)
+            with warnings.catch_warnings():  # torch.ao's deprecation notice, once per load
+                warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+                self.model = quantize_dynamic(self.model, qconfig, dtype=torch.qint8)
         elif backend != "torch":
             raise ValueError(f"SentenceTransformerEncoder: backend {backend!r} is not a torch one")
         self.dim = spec.dim

@@ -321,6 +321,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
 
 BUNDLE_ENV = "CROSSREC_SERVE_BUNDLE"
 SETTINGS_ENV = "CROSSREC_SERVE_SETTINGS"
+LOG_LEVEL_ENV = "CROSSREC_SERVE_LOG_LEVEL"
 
 
 def app_from_env() -> FastAPI:
@@ -330,4 +331,6 @@ def app_from_env() -> FastAPI:
     if not os.environ.get(BUNDLE_ENV):
         raise ConfigError(f"${BUNDLE_ENV} is not set: the bundle directory to serve")
     settings = ServeSettings.model_validate_json(os.environ.get(SETTINGS_ENV) or "{}")
+    logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "info").upper(),
+                        format="%(asctime)s %(name)s %(message)s")
     return create_app(Bundle.load(os.environ[BUNDLE_ENV]), settings)

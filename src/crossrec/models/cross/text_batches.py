@@ -76,6 +76,17 @@ def augment(seqs: np.ndarray, rng: np.random.Generator, *, drop: float,
     return np.take_along_axis(out, order, 1)
 
 
+def by_length(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices in batches of similar length (less padding to compute), batches shuffled.
+
+    Rows are sorted by length with random tie-breaking, cut into batches, and the batches
+    are put in random order.
+    """
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    chunks = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    return [chunks[i] for i in rng.permutation(len(chunks))]
+
+
 def with_negatives(targets: np.ndarray, pool: np.ndarray, n_negatives: int,
                    rng: np.random.Generator) -> torch.Tensor:
     """Sorted unique candidates: the batch's targets (in-batch negatives for each other) plus
@@ -100,9 +111,8 @@ def pretrain_batches(seq: Sequences, pool: np.ndarray, *, max_len: int, batch_si
         rng: random generator of the epoch.
     """
     users = np.flatnonzero(seq.lengths() >= 2)
-    order = rng.permutation(users)
-    for s in range(0, len(order), batch_size):
-        arr = seq.padded(order[s:s + batch_size], max_len + 1)
+    for rows in by_length(np.minimum(seq.lengths()[users], max_len + 1), batch_size, rng):
+        arr = seq.padded(users[rows], max_len + 1)
         inputs, targets = arr[:, :-1], arr[:, 1:].copy()
         targets[inputs < 0] = PAD
         va = vb = None
@@ -116,7 +126,8 @@ def pretrain_batches(seq: Sequences, pool: np.ndarray, *, max_len: int, batch_si
 def adapt_batches(full: Sequences, source: Sequences, item_domain: np.ndarray, target: int,
                   pool: np.ndarray, *, max_len: int, batch_size: int, n_negatives: int,
                   cold_share: float, rng: np.random.Generator):  # noqa: ANN201 (generator)
-    """One epoch of (history, target item) examples, one per target training interaction.
+    """One epoch of (history, target item) examples: one random target training interaction
+    per user who has any (an epoch is cheap; over epochs every interaction is drawn).
 
     Args:
         full: mixed-domain sequences of every user.
@@ -132,14 +143,14 @@ def adapt_batches(full: Sequences, source: Sequences, item_domain: np.ndarray, t
     """
     positions = np.flatnonzero(item_domain[full.items] == target)
     owner = np.repeat(np.arange(full.n_users), full.lengths())[positions]
-    order = rng.permutation(len(positions))
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        pos, users = positions[idx], owner[idx]
-        mixed = windows(full.items, full.indptr[users], pos, max_len)
-        alone = source.padded(users, max_len)
-        cold = rng.random(len(idx)) < cold_share
-        inputs = np.where(cold[:, None], alone, mixed)
-        targets = full.items[pos]
+    shuffled = rng.permutation(len(positions))
+    _, first = np.unique(owner[shuffled], return_index=True)  # a random one per user
+    pos, users = positions[shuffled[first]], owner[shuffled[first]]
+    mixed = windows(full.items, full.indptr[users], pos, max_len)
+    alone = source.padded(users, max_len)
+    cold = rng.random(len(users)) < cold_share
+    every_input = np.where(cold[:, None], alone, mixed)  # [n_users_with_target, L]
+    for rows in by_length((every_input >= 0).sum(1), batch_size, rng):
+        inputs, targets = every_input[rows], full.items[pos[rows]]
         cand = with_negatives(targets, pool, n_negatives, rng) if n_negatives else None
         yield SequenceBatch(torch.from_numpy(inputs), torch.from_numpy(targets), cand)

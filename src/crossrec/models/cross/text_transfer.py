@@ -12,9 +12,9 @@ Stages, run by the Trainer:
 1. ``pretrain`` on the fused source domains: sequence-item contrastive loss (every position
    predicts the next item among in-batch and sampled negatives) plus sequence-sequence
    contrastive loss between two augmented views (item drop / crop) of each sequence.
-2. ``adapt`` to the target: each target training interaction is predicted from the user's
+2. ``adapt`` to the target: a target training interaction is predicted from the user's
    source history alone (as for a cold-start user) or from the mixed history before it, ranked
-   among every target item. ``adaptation="adapter"`` trains only the adapter, the item bias and
+   among in-batch and sampled target items (or all of them). ``adaptation="adapter"`` trains only the adapter, the item bias and
    the layer norms (parameter-efficient; the Transformer's weights stay as pre-trained),
    ``"full"`` trains everything. L2 (weight decay), dropout, early stopping on validation users.
 
@@ -62,15 +62,15 @@ class TextTransferConfig(TextConfig):
         item_drop, crop: augmentation of the two views.
         adaptation: ``"adapter"`` (adapter, item bias and layer norms trained) or ``"full"``
             (everything).
-        epochs, learning_rate, batch_size, weight_decay, patience: stage 2 (Adam; batch_size
-            examples; early stopping on validation).
+        epochs, learning_rate, batch_size, weight_decay, patience: stage 2 (Adam; an epoch
+            draws one target interaction per user; early stopping on validation).
         adapt_negatives: 0 = rank each target among every target item; N = in-batch + N.
         cold_share: share of adaptation examples whose input is the source history alone.
     """
 
     embedding_size: int = Field(64, ge=1)
-    n_experts: int = Field(8, ge=1)
-    max_seq_len: int = Field(50, ge=1)
+    n_experts: int = Field(4, ge=1)
+    max_seq_len: int = Field(20, ge=1)
     n_layers: int = Field(2, ge=1)
     n_heads: int = Field(2, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
@@ -78,20 +78,20 @@ class TextTransferConfig(TextConfig):
     temperature: float = Field(0.07, gt=0.0)
     item_bias: bool = True
     pop_weights: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
-    pretrain_epochs: int = Field(10, ge=0)
+    pretrain_epochs: int = Field(2, ge=0)
     pretrain_learning_rate: float = Field(1e-3, gt=0.0)
-    pretrain_batch_size: int = Field(256, ge=2)
-    n_negatives: int = Field(1024, ge=0)
+    pretrain_batch_size: int = Field(128, ge=2)
+    n_negatives: int = Field(512, ge=0)
     seq_seq_weight: float = Field(0.1, ge=0.0)
     item_drop: float = Field(0.2, ge=0.0, lt=1.0)
     crop: float = Field(0.6, gt=0.0, le=1.0)
     adaptation: Literal["adapter", "full"] = "adapter"
-    epochs: int = Field(30, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
+    epochs: int = Field(15, ge=1)
+    learning_rate: float = Field(3e-3, gt=0.0)
     batch_size: int = Field(512, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(3, ge=1)
-    adapt_negatives: int = Field(0, ge=0)
+    adapt_negatives: int = Field(2048, ge=0)
     cold_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
