@@ -7,11 +7,12 @@ Arts -> Office cold-start training split (ratio 0.2, seed 0) and fits the model 
 sizes (``embedding_size=64``, ``batch_size=2048``, ``n_negatives=1`` where the model has them)
 for ``--epochs`` epochs of every stage, without validation. The *floor* is dense
 ``nn.Embedding`` users and items (d = 64), Adam, batches of 2,048 interactions, one uniform
-negative per positive, the BPR loss and nothing else. Every epoch of a stage that factorises
-interactions (``train``, ``*_mf``) is paired with a floor epoch over the same interactions run
-just before it, so both see the same load of a shared CPU; the ratio is the model's seconds
-over the floor's, summed over those pairs. Also reported: the median seconds per epoch of each
-stage, and the peak RSS of the model's process.
+negative per positive, the BPR loss and nothing else. In the stages that factorise
+interactions (``train``, ``*_mf``) every batch of the model is preceded by one floor step over
+the same interactions, timed apart, so both see the same load of a shared CPU; the ratio is the
+model's seconds over the floor's in those stages (the model's include its batch building).
+Also reported: the median seconds per epoch of each stage, and the peak RSS of the model's
+process.
 
 Also timed: ``DatasetBuilder.add_interactions`` + ``build`` + ``cold_start_users`` on a
 synthetic two-domain log of ``--prepare-rows`` interactions (generating the frame not counted).
@@ -26,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,9 @@ class Floor:
         nn.init.normal_(self.items.weight, std=0.1)
         self.opt = torch.optim.Adam([self.users.weight, self.items.weight], lr=5e-3)
 
-    def epoch(self, users: np.ndarray, items: np.ndarray) -> float:
-        """Seconds of one epoch over the interactions ``(users, items)`` ``[N]``."""
+    def steps(self, users: np.ndarray, items: np.ndarray) -> Iterator[float]:
+        """One epoch over the interactions ``(users, items)`` ``[N]``, a step at a time: yields
+        the seconds of each step (batch selection, negatives, loss, backward, Adam)."""
         import torch
         import torch.nn.functional as F
 
@@ -75,7 +78,12 @@ class Floor:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        return time.perf_counter() - start
+            yield time.perf_counter() - start
+            start = time.perf_counter()
+
+    def epoch(self, users: np.ndarray, items: np.ndarray) -> float:
+        """Seconds of one epoch over the interactions ``(users, items)`` ``[N]``."""
+        return sum(self.steps(users, items))
 
 
 def is_factor_stage(name: str) -> bool:
@@ -96,8 +104,9 @@ def model_overrides(cls: Any, epochs: int) -> dict[str, Any]:
 def worker(name: str, epochs: int) -> dict[str, Any]:
     """Floor and model ``name`` in this process (one JSON line to stdout).
 
-    Every epoch of a factorisation stage of the model is paired with a floor epoch over the
-    same interactions, run just before it, so that both see the same load of the machine.
+    In every epoch of a factorisation stage, each batch of the model is preceded by one floor
+    step over the same interactions (the floor's own shuffle), timed apart, so that floor and
+    model see the same load of the machine; the model's epoch time excludes the floor steps.
     """
     import torch
 
@@ -117,36 +126,49 @@ def worker(name: str, epochs: int) -> dict[str, Any]:
     floor_all = [floor.epoch(users, items) for _ in range(2)]  # also warms Adam up
 
     times: dict[str, list[float]] = {}
-    paired: list[tuple[float, float]] = []  # (floor, model) seconds, factor stages
+    paired: list[tuple[float, float]] = []  # (floor, model) seconds per factor-stage epoch
+    floor_s = [0.0]  # floor seconds within the current epoch
     inner = Trainer._epoch
 
     def timed(self, model, train, stage, rng, optimizer, epoch):  # noqa: ANN001, ANN202
-        if is_factor_stage(stage.name):
-            sel = (np.isin(inter["domain"].to_numpy(),
-                           [train.info.domain_index(d) for d in stage.domains])
-                   if stage.domains else slice(None))
-            floor_s = floor.epoch(users[sel], items[sel])
+        floor_s[0] = 0.0
         start = time.perf_counter()
         loss = inner(self, model, train, stage, rng, optimizer, epoch)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - floor_s[0]
         times.setdefault(stage.name, []).append(seconds)
         if is_factor_stage(stage.name):
-            paired.append((floor_s, seconds))
+            paired.append((floor_s[0], seconds))
         return loss
 
-    Trainer._epoch = timed  # instrumentation of this benchmark process only
     cls = MODELS[name]
-    overrides = model_overrides(cls, epochs)
+    model = cls(model_overrides(cls, epochs))
+    model_batches = getattr(model, "batches", None)  # TorchRecommenders only
+
+    def batches(train, stage, rng):  # noqa: ANN001, ANN202
+        if not is_factor_stage(stage.name):
+            yield from model_batches(train, stage, rng)
+            return
+        sel = (np.isin(inter["domain"].to_numpy(),
+                       [train.info.domain_index(d) for d in stage.domains])
+               if stage.domains else slice(None))
+        steps = floor.steps(users[sel], items[sel])
+        for batch in model_batches(train, stage, rng):
+            floor_s[0] += next(steps, 0.0)
+            yield batch
+
+    Trainer._epoch = timed  # instrumentation of this benchmark process only
+    if model_batches is not None:
+        model.batches = batches
     options = FitOptions(target=split.target, sources=tuple(cfg.split.source), seed=0,
                          progress=False)
     start = time.perf_counter()
-    cls(overrides).fit(train, options)
+    model.fit(train, options)
     fit_s = time.perf_counter() - start
     stages = {k: float(np.median(v)) for k, v in times.items()}
     factor = [v for k, v in stages.items() if is_factor_stage(k)]
     ratio = (sum(m for _, m in paired) / sum(f for f, _ in paired)) if paired else None
     return {
-        "model": name, "overrides": overrides, "interactions": len(users),
+        "model": name, "overrides": model_overrides(cls, epochs), "interactions": len(users),
         "epoch_s": sum(stages.values()) if stages else fit_s, "stages": stages,
         "stage_epochs_s": times, "fit_s": fit_s,
         "factor_pass_s": sum(factor) if factor else None,

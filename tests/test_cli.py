@@ -176,3 +176,15 @@ def test_train_and_evaluate_with_rating_metrics(tmp_path, prepared):
     r = invoke("evaluate", str(tmp_path / "run" / "bundle"))
     assert r.exit_code == 0, r.output
     assert "rmse" in r.output and "mae" in r.output
+
+
+def test_benchmark_only_some_models(tmp_path, prepared):
+    cfg = experiment(tmp_path, prepared, MODELS)
+    js = tmp_path / "rows.json"
+    r = invoke("benchmark", cfg, "--only", "pop,bpr", "--set", "model.epochs=1", "--seeds", "0",
+               "--json", str(js), "--out", str(tmp_path / "rep"))
+    assert r.exit_code == 0, r.output
+    models = {row["model"] for row in json.loads(js.read_text())["rows"]}
+    assert models == {"pop", "bpr(train_on=all,epochs=1)"}
+    r = invoke("benchmark", cfg, "--only", "nosuch", "--out", str(tmp_path / "rep2"))
+    assert r.exit_code == 2 and "--only nosuch" in r.output and "pop" in r.output

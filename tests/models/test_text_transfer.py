@@ -37,6 +37,11 @@ def split():  # noqa: ANN201
     return cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
 
 
+@pytest.fixture(scope="module")
+def fitted(split) -> TextTransfer:  # noqa: ANN001
+    return TextTransfer(FAST).fit(split.train, OPTIONS)
+
+
 class TestTextTransfer(RecommenderContract):
     model_cls = TextTransfer
     fast_config = FAST
@@ -79,8 +84,8 @@ def test_adapter_only_leaves_frozen_parts_bit_identical(split) -> None:  # noqa:
     assert all(not k.startswith("sequence.") or "norm" in k for k in trained)
 
 
-def test_percent_trained(split) -> None:  # noqa: ANN001
-    model = TextTransfer(FAST).fit(split.train, OPTIONS)
+def test_percent_trained(split, fitted: TextTransfer) -> None:  # noqa: ANN001
+    model = fitted
     report = model.fit_report
     prefixes = model.default_stages(("source",), "target")[-1].trainable
     params = dict(model.named_parameters())
@@ -115,8 +120,8 @@ def test_pop_weight_chosen_on_validation(split) -> None:  # noqa: ANN001
                                2.0 * model.pop_prior[items][None].expand(2, -1))
 
 
-def test_score_text_finds_the_theme(split) -> None:  # noqa: ANN001
-    model = TextTransfer(FAST).fit(split.train, OPTIONS)
+def test_score_text_finds_the_theme(split, fitted: TextTransfer) -> None:  # noqa: ANN001
+    model = fitted
     answer = split.train.report["synthetic"]
     items = split.train.domain_items("target")
     cluster = np.asarray(answer["item_cluster"])[items]

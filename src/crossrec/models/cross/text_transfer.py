@@ -14,9 +14,10 @@ Stages, run by the Trainer:
    contrastive loss between two augmented views (item drop / crop) of each sequence.
 2. ``adapt`` to the target: a target training interaction is predicted from the user's
    source history alone (as for a cold-start user) or from the mixed history before it, ranked
-   among in-batch and sampled target items (or all of them). ``adaptation="adapter"`` trains only the adapter, the item bias and
-   the layer norms (parameter-efficient; the Transformer's weights stay as pre-trained),
-   ``"full"`` trains everything. L2 (weight decay), dropout, early stopping on validation users.
+   among in-batch and sampled target items (or all of them). ``adaptation="adapter"`` trains
+   only the adapter, the item bias and the layer norms (parameter-efficient; the Transformer's
+   weights stay as pre-trained), ``"full"`` trains everything. L2 (weight decay), dropout,
+   early stopping on validation users.
 
 A cold-start user's sequence is their source history, scored against the target items: that
 is the transfer. ``score_text`` scores free text as a one-item sequence.
