@@ -174,9 +174,15 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory (bundle + logs)")] = Path("runs/train"),
     seed: Annotated[int, typer.Option(help="Seed (overrides train.seeds)")] = 0,
     model: Annotated[int, typer.Option(help="Which model table of the file (0-based)")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last "
+                                               "end-of-epoch checkpoint")] = False,
     set_: SetOpt = None,
 ) -> None:
-    """Train one model, evaluate it on valid and test, and save a bundle to OUT."""
+    """Train one model, evaluate it on valid and test, and save a bundle to OUT.
+
+    A run killed during training continues with ``--resume`` and the same arguments: finished
+    epochs are skipped and the result equals that of an uninterrupted run.
+    """
     from crossrec.bundle import Bundle
     from crossrec.eval.report import format_table
     from crossrec.experiment import fit_and_evaluate, load_dataset, make_split
@@ -189,7 +195,7 @@ def train(
         dataset = load_dataset(cfg.data)
         split = make_split(dataset, cfg.split, seed)
         out.mkdir(parents=True, exist_ok=True)
-        res = fit_and_evaluate(cfg, specs[model], split, seed, run_dir=out)
+        res = fit_and_evaluate(cfg, specs[model], split, seed, run_dir=out, resume=resume)
         Bundle(res.model, split.train, res.config).save(out / "bundle")
         metrics = {"valid": res.valid.to_dict(), "test": res.test.to_dict(),
                    "fit_seconds": res.fit_seconds}

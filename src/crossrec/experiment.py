@@ -157,7 +157,7 @@ def headline_metric(cfg: ExperimentConfig) -> str:
 
 def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.Split, seed: int,
                      *, run_dir: Path | None = None, progress: bool = True,
-                     fitted: RunResult | None = None) -> RunResult:
+                     fitted: RunResult | None = None, resume: bool = False) -> RunResult:
     """Fit one model on ``split.train`` (early stopping on valid) and evaluate valid + test.
 
     With rating metrics in ``eval.metrics`` (``mae`` / ``rmse``) the model's scores are taken
@@ -165,6 +165,9 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
 
     ``fitted``: a result of the same deterministic model on the same split; its model is reused
     (not refitted) and only evaluated again with this seed (sampled negatives depend on it).
+
+    ``resume``: continue the training from ``run_dir``'s last end-of-epoch checkpoint (torch
+    models; see ``Trainer``), or start afresh when there is none.
     """
     from crossrec.eval.next_item import evaluate_next_item
     from crossrec.eval.ranking import evaluate, evaluate_ratings
@@ -198,7 +201,7 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
         model = build_model(spec)
         options = FitOptions(target=split.target, sources=tuple(cfg.split.source), seed=seed,
                              device=cfg.train.device, validate=validate, progress=progress,
-                             run_dir=run_dir)
+                             run_dir=run_dir, resume=resume)
         start = time.perf_counter()
         model.fit(split.train, options)
         seconds = time.perf_counter() - start

@@ -28,10 +28,13 @@ from crossrec.data.split import Split
 from crossrec.errors import DataError
 from crossrec.eval import metrics as M
 from crossrec.eval.result import EvalResult, summarize
+from crossrec.eval.shard import check_shard, in_shard, mix64
 from crossrec.models.base import Query, Recommender
 
 SAMPLE_BLOCK = 1024
-"""Cases per block of negative draws; fixed so the draws do not depend on ``batch_size``."""
+"""Cases per block of sampled scoring (bounds memory). The draws themselves are keyed by
+``(seed, user, case)``, so they depend on neither blocks, ``batch_size``, ``users`` nor
+``shard``."""
 
 
 class _CSRRows:
@@ -151,6 +154,7 @@ def evaluate(
     seed: int = 0,
     device: str | torch.device = "cpu",
     users: Sequence[int] | np.ndarray | None = None,
+    shard: tuple[int, int] | None = None,
     progress: bool = False,
 ) -> EvalResult:
     """Rank the items of ``domain`` for the users of ``split.truth(part, domain)``.
@@ -173,6 +177,9 @@ def evaluate(
         seed: seed of the negative draws (sampled protocol only).
         device: where the masking and top-k run.
         users: evaluate only these users (those without truth are skipped).
+        shard: ``(i, n)``: evaluate only the users of shard ``i`` of ``n`` (a fixed partition
+            by user index, see ``crossrec.eval.shard``); ``merge_results`` of the ``n`` parts
+            equals the unsharded result exactly. A shard may be empty.
         progress: show a progress bar.
 
     Full ranking lists the top ``max(ks)`` items (fewer when the domain is smaller); equal
@@ -192,9 +199,12 @@ def evaluate(
     truth = _truth_csr(split, domain, part, (train.n_users, n_dom))
     known = _known(split, domain, part, truth)
     params = {"ks": ks, "metrics": metrics, "batch_size": batch_size, "n_items": n_dom}
+    if shard is not None:
+        params["shard"] = list(check_shard(shard))
     if n_negatives is not None:
         return _evaluate_sampled(model, split, domain, part, truth, known, ks, metrics,
-                                 int(n_negatives), seed, batch_size, dev, users, progress,
+                                 int(n_negatives), seed, batch_size, dev, users, shard,
+                                 progress,
                                  {**params, "n_negatives": int(n_negatives), "seed": seed})
     eval_users = np.flatnonzero(np.diff(truth.indptr))  # users with truth, sorted
     if users is not None:
@@ -202,13 +212,16 @@ def evaluate(
     if len(eval_users) == 0:
         raise DataError(f"no {part} truth in domain {domain!r}"
                         + (" for the users asked for" if users is not None else ""))
+    eval_users = eval_users[in_shard(eval_users, shard)]
     known_rows, truth_rows = _CSRRows(known[eval_users], dev), _CSRRows(truth[eval_users], dev)
     n_truth = np.diff(truth.indptr)[eval_users].astype(np.int64)
     length = min(ks[-1], n_dom)
     # one reusable [B, n_dom] bool block: set the truth, gather at the top-k, clear again
     is_truth = torch.zeros(min(batch_size, len(eval_users)) * n_dom, dtype=torch.bool,
                            device=dev)
-    columns: list[dict[str, np.ndarray]] = []
+    columns: list[dict[str, np.ndarray]] = [  # empty columns for an empty shard
+        {**M.rank_metrics(torch.zeros((0, length), dtype=torch.bool), n_truth[:0], ks, metrics),
+         **({"auc": np.zeros(0)} if "auc" in metrics else {})}]
     for sl in _batches(len(eval_users), batch_size, progress, f"ranking {domain}"):
         u = torch.as_tensor(eval_users[sl], dtype=torch.int64, device=dev)
         scores = _score(model, u, domain, n_dom, dev)
@@ -274,27 +287,35 @@ def _batch_auc(scores: Tensor, seen: Tensor, held: Tensor) -> np.ndarray:
     return M.auc(scores, pos.view(scores.shape), excl.view(scores.shape)).cpu().numpy()
 
 
-def _draw_negatives(users: np.ndarray, n: int, n_dom: int, seen_keys: np.ndarray,
-                    seen: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
-    """``int64[C, n]`` items drawn uniformly from those each user has not seen."""
-    neg = rng.integers(0, n_dom, size=(len(users), n))
+def _draw_negatives(users: np.ndarray, case_keys: np.ndarray, n: int, n_dom: int,
+                    seen_keys: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
+    """``int64[C, n]`` items drawn uniformly from those each user has not seen.
+
+    Draw ``j`` of case ``c`` (attempt ``a``) is ``mix64(case_keys[c], j, a) % n_dom``: it
+    depends on the case alone, never on which other cases are drawn with it.
+    """
+    cols = np.arange(n, dtype=np.int64)[None, :]
+    neg = (mix64(case_keys[:, None], cols, 0) % np.uint64(n_dom)).astype(np.int64)
     if len(seen_keys) == 0:
         return neg
     base = users.astype(np.int64)[:, None] * n_dom
-    for _ in range(50):
+    for attempt in range(1, 51):
         keys = base + neg
         pos = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
         bad = seen_keys[pos] == keys
         if not bad.any():
             return neg
-        neg[bad] = rng.integers(0, n_dom, size=int(bad.sum()))
+        r, c = np.nonzero(bad)
+        neg[r, c] = (mix64(case_keys[r], c, attempt) % np.uint64(n_dom)).astype(np.int64)
     for r in np.flatnonzero(bad.any(1)):  # users who have seen most items: draw from the rest
         allowed = np.setdiff1d(np.arange(n_dom), seen.indices[seen.indptr[users[r]]:
                                                               seen.indptr[users[r] + 1]])
         if len(allowed) == 0:
             raise DataError(f"user {users[r]} has interacted with every item of the domain; "
                             "no negatives can be sampled")
-        neg[r, bad[r]] = rng.choice(allowed, size=int(bad[r].sum()))
+        c = np.flatnonzero(bad[r])
+        neg[r, c] = allowed[(mix64(case_keys[r], c, 51) % np.uint64(len(allowed))
+                             ).astype(np.int64)]
     return neg
 
 
@@ -302,29 +323,34 @@ def _evaluate_sampled(model: Recommender, split: Split, domain: str, part: str,
                       truth: sp.csr_matrix, known: sp.csr_matrix, ks: list[int],
                       metrics: list[str], n: int, seed: int, batch_size: int,
                       dev: torch.device, users: Sequence[int] | np.ndarray | None,
-                      progress: bool, params: dict) -> EvalResult:
+                      shard: tuple[int, int] | None, progress: bool, params: dict
+                      ) -> EvalResult:
     if n < 1:
         raise ValueError(f"n_negatives must be >= 1 (or None for full ranking), got {n}")
     frame = split.truth(part, domain)
     offset = split.train.domain_items(domain).start
     case_users = frame["user"].to_numpy(np.int64)
     case_items = frame["item"].to_numpy(np.int64) - offset
+    # a case is (user, its k-th truth row): the key of its negative draws
+    case_keys = mix64(seed, case_users, frame.groupby("user").cumcount().to_numpy(np.int64))
+    keep = np.ones(len(case_users), bool)
     if users is not None:
-        keep = np.isin(case_users, np.asarray(users, dtype=np.int64))
-        case_users, case_items = case_users[keep], case_items[keep]
-    if len(case_users) == 0:
+        keep &= np.isin(case_users, np.asarray(users, dtype=np.int64))
+    if not keep.any():
         raise DataError(f"no {part} truth in domain {domain!r}"
                         + (" for the users asked for" if users is not None else ""))
+    keep &= in_shard(case_users, shard)
+    position = np.flatnonzero(keep)  # index of the rows: order of the cases in the truth
+    case_users, case_items, case_keys = case_users[keep], case_items[keep], case_keys[keep]
     n_dom = truth.shape[1]
     seen = (known + truth).tocsr()
     seen.sort_indices()
     seen_keys = (np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr))
                  * n_dom + seen.indices)
-    rng = np.random.default_rng(seed)
-    ranks = []
+    ranks = [torch.zeros(0, dtype=torch.int64)]
     for block in _batches(len(case_users), SAMPLE_BLOCK, progress, f"sampled {domain}"):
         bu, bi = case_users[block], case_items[block]
-        neg = _draw_negatives(bu, n, n_dom, seen_keys, seen, rng)
+        neg = _draw_negatives(bu, case_keys[block], n, n_dom, seen_keys, seen)
         cand = torch.as_tensor(np.concatenate([bi[:, None], neg], axis=1), device=dev)
         for sl in _batches(len(bu), batch_size, False, ""):
             uniq, inv = np.unique(bu[sl], return_inverse=True)
@@ -340,7 +366,7 @@ def _evaluate_sampled(model: Recommender, split: Split, domain: str, part: str,
         "group": split.user_groups(case_users, domain),
         "n_truth": np.ones(len(case_users), np.int64),
         **M.sampled_metrics(rank, n + 1, ks, metrics),
-    })
+    }, index=position if shard is not None else None)
     return EvalResult(f"sampled-{n}", domain, part, per_case, summarize(per_case), params)
 
 

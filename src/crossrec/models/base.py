@@ -99,6 +99,7 @@ class FitOptions:
     validate: Callable[[Recommender], float] | None = None  # higher is better (e.g. NDCG@10)
     progress: bool = True
     run_dir: Path | None = None
+    resume: bool = False  # continue from run_dir's last end-of-epoch checkpoint, if any
 
 
 @dataclass

@@ -22,6 +22,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from crossrec.atomic import atomic_file
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.models.base import FitOptions, Stage, TorchRecommender
+from crossrec.training.checkpoint import (
+    CheckpointError,
+    ResumePoint,
+    capture_rng,
+    clear_resume_point,
+    find_resume_point,
+    load_resume_point,
+    restore_rng,
+    save_resume_point,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +91,11 @@ class Trainer:
     ``model.batches``, validation after each epoch when ``options.validate`` is set (higher is
     better) with early stopping after ``stage.patience`` epochs without improvement, and the
     best weights restored at the end of the stage. With ``options.run_dir`` each epoch appends
-    a line to ``train_log.jsonl`` and the best weights go to ``checkpoint.safetensors``.
+    a line to ``train_log.jsonl``, the best weights go to ``checkpoint.safetensors`` and a
+    resume point (weights, optimiser, RNG states, early-stopping state; see
+    ``crossrec.training.checkpoint``) replaces ``resume/`` atomically. With ``options.resume``
+    a run continues from that point: finished stages and epochs are skipped and the random
+    streams continue, so the result equals an uninterrupted run.
 
     Example:
         >>> Trainer(FitOptions(target="movies")).fit(model, train, stages)  # doctest: +SKIP
@@ -96,20 +110,47 @@ class Trainer:
         """Train ``model`` in place through ``stages``; returns what happened per stage."""
         rng = np.random.default_rng(self.options.seed)
         run_dir = Path(self.options.run_dir) if self.options.run_dir is not None else None
+        plan = [[s.name, s.epochs] for s in stages]
+        point = self._resume_point(run_dir, plan)
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / LOG_FILE).unlink(missing_ok=True)
+            _truncate_log(run_dir / LOG_FILE, point.log_lines if point else 0)
+            if point is None:  # a fresh run: a stale point must not be resumed later
+                clear_resume_point(run_dir)
         summary = TrainSummary()
+        if point is not None:
+            summary.stages = [StageSummary(**s) for s in point.finished]
+            log.info("resuming stage %s after epoch %d", plan[point.stage_index][0], point.epoch)
         columns = (TextColumn("{task.description}"), BarColumn(),
                    TextColumn("{task.completed}/{task.total} epochs"), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}"))
         with contextlib.ExitStack() as stack:
             # rich prints a newline even when disabled: no Progress at all when silent
             bar = stack.enter_context(Progress(*columns)) if self.options.progress else None
-            for stage in stages:
-                summary.stages.append(self._stage(model, train, stage, rng, bar, run_dir))
+            for index, stage in enumerate(stages):
+                if point is not None and index < point.stage_index:
+                    continue
+                here = point if point is not None and index == point.stage_index else None
+                ctx = _Context(index, plan, summary, here)
+                summary.stages.append(self._stage(model, train, stage, rng, bar, run_dir, ctx))
         model.eval()
         return summary
+
+    def _resume_point(self, run_dir: Path | None, plan: list[list[Any]]) -> ResumePoint | None:
+        """The point to continue from (None: start afresh), checked against ``plan``."""
+        if not self.options.resume:
+            return None
+        if run_dir is None:
+            raise ValueError("FitOptions.resume needs FitOptions.run_dir")
+        path = find_resume_point(run_dir)
+        if path is None:
+            log.info("no resume point in %s: training from the start", run_dir)
+            return None
+        point = load_resume_point(path)
+        if point.plan != plan:
+            raise CheckpointError(f"{path}: written for stages {point.plan}, this run plans "
+                                  f"{plan}; resume with the same model config")
+        return point
 
     # ------------------------------------------------------------------ one stage
     def _stage(
@@ -120,6 +161,7 @@ class Trainer:
         rng: np.random.Generator,
         bar: Progress | None,
         run_dir: Path | None,
+        ctx: _Context,
     ) -> StageSummary:
         params = _select(model, stage.trainable)
         saved_flags = {name: p.requires_grad for name, p in model.named_parameters()}
@@ -133,8 +175,19 @@ class Trainer:
         best_epoch, best_state, bad_epochs = 0, None, 0
         stopped, epoch, loss = False, 0, float("nan")
         start = time.perf_counter()
+        if (pt := ctx.point) is not None:  # continue where the checkpoint left the stage
+            model.load_state_dict(pt.model)
+            optimizer.load_state_dict(pt.optimizer)
+            restore_rng(rng, pt.rng)
+            best_valid, best_epoch, bad_epochs = pt.best_valid, pt.best_epoch, pt.bad_epochs
+            best_state = pt.best or None
+            stopped, epoch, loss = pt.stopped, pt.epoch, pt.loss
+            start -= pt.seconds
+            if bar is not None:
+                bar.update(task, advance=epoch)
         try:
-            for epoch in range(1, stage.epochs + 1):
+            first, last = epoch + 1, (epoch if stopped else stage.epochs)  # stopped: no more
+            for epoch in range(first, last + 1):
                 t0 = time.perf_counter()
                 loss = self._epoch(model, train, stage, rng, optimizer, epoch)
                 valid = self._validate(model) if stage.validate else None
@@ -157,8 +210,18 @@ class Trainer:
                 if bar is not None:
                     bar.update(task, advance=1, info=info)
                 log.info("stage %s epoch %d: %s", stage.name, epoch, info)
-                if valid is not None and bad_epochs >= stage.patience:
-                    stopped = True
+                stopped = valid is not None and bad_epochs >= stage.patience
+                if run_dir is not None:
+                    ctx.log_lines += 1
+                    save_resume_point(run_dir, ResumePoint(
+                        plan=ctx.plan, stage_index=ctx.index, epoch=epoch, stopped=stopped,
+                        best_valid=best_valid, best_epoch=best_epoch, bad_epochs=bad_epochs,
+                        loss=loss, seconds=time.perf_counter() - start,
+                        log_lines=ctx.log_lines,
+                        finished=[asdict(s) for s in ctx.summary.stages],
+                        model=model.state_dict(), best=best_state or {},
+                        optimizer=optimizer.state_dict(), rng=capture_rng(rng)))
+                if stopped:
                     break
         finally:
             for name, p in model.named_parameters():
@@ -206,6 +269,33 @@ class Trainer:
         if math.isnan(value):
             raise ValueError("options.validate returned NaN; it must return a number")
         return value
+
+
+@dataclass
+class _Context:
+    """Where a stage sits in the run, for its resume points."""
+
+    index: int
+    plan: list[list[Any]]
+    summary: TrainSummary
+    point: ResumePoint | None
+    log_lines: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.point is not None:
+            self.log_lines = self.point.log_lines
+        else:  # every epoch of the finished stages logged one line
+            self.log_lines = sum(s.epochs for s in self.summary.stages)
+
+
+def _truncate_log(path: Path, keep: int) -> None:
+    """Keep the first ``keep`` lines of the log (0: remove it), dropping epochs after the
+    resume point (an epoch logged but killed before its checkpoint is run again)."""
+    if keep == 0 or not path.exists():
+        path.unlink(missing_ok=True)
+        return
+    lines = path.read_text().splitlines(keepends=True)[:keep]
+    atomic_file(path, lambda tmp: tmp.write_text("".join(lines)))
 
 
 def _select(model: TorchRecommender, prefixes: tuple[str, ...]) -> list[torch.nn.Parameter]:

@@ -88,7 +88,7 @@ class TextTransferConfig(TextConfig):
     crop: float = Field(0.6, gt=0.0, le=1.0)
     adaptation: Literal["adapter", "full"] = "adapter"
     epochs: int = Field(15, ge=1)
-    learning_rate: float = Field(3e-3, gt=0.0)
+    learning_rate: float = Field(1e-2, gt=0.0)
     batch_size: int = Field(512, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(3, ge=1)
