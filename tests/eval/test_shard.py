@@ -9,7 +9,7 @@ from eval_toy import FixedScores
 
 from crossrec.data.split import Split, cold_start_users
 from crossrec.eval.ranking import evaluate
-from crossrec.eval.shard import merge_results, mix64, shard_of
+from crossrec.eval.shard import merge_results, mix64, shard_of, stream
 from crossrec.testing import make_two_domain
 
 
@@ -73,6 +73,9 @@ def test_partition_is_stable_and_balanced() -> None:
     np.testing.assert_array_equal(shards[123:456], shard_of(users[123:456], 4))
     assert np.bincount(shards, minlength=4).min() > 2300  # about 2500 each
     assert mix64(np.array([1, 2]), 3).dtype == np.uint64
+    draws = stream(mix64(np.arange(1000), 7)[:, None], np.arange(100)) % np.uint64(10)
+    counts = np.bincount(draws.ravel().astype(np.int64), minlength=10)
+    assert counts.min() > 9_600 and counts.max() < 10_400  # uniform: 10,000 each
 
 
 def test_merge_refuses_mismatched_parts(split: Split, model: FixedScores) -> None:

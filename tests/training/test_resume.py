@@ -64,6 +64,13 @@ def _fit(split: Split, run_dir: Path, *, resume: bool = False, crash_at: int | N
     return model, summary
 
 
+@pytest.fixture(scope="module")
+def straight(split: Split, tmp_path_factory: pytest.TempPathFactory) -> tuple[BPR, object, Path]:
+    """The uninterrupted run every other one is compared with."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    return (*_fit(split, run_dir), run_dir)
+
+
 def _log(run_dir: Path) -> list[dict]:
     rows = [json.loads(x) for x in (run_dir / LOG_FILE).read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
@@ -75,8 +82,9 @@ def _no_seconds(summary: object) -> list[dict]:
 
 
 @pytest.mark.parametrize("crash_at", [2, 4])  # stage "fine" epoch 2, and epoch 4
-def test_resumed_run_equals_uninterrupted(split: Split, tmp_path: Path, crash_at: int) -> None:
-    straight, s_summary = _fit(split, tmp_path / "straight")
+def test_resumed_run_equals_uninterrupted(split: Split, straight: tuple, tmp_path: Path,
+                                          crash_at: int) -> None:
+    straight, s_summary, straight_dir = straight
     with pytest.raises(Crash):
         _fit(split, tmp_path / "crashed", crash_at=crash_at)
     point = load_resume_point(find_resume_point(tmp_path / "crashed"))
@@ -86,23 +94,22 @@ def test_resumed_run_equals_uninterrupted(split: Split, tmp_path: Path, crash_at
     for name, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0)
     assert _no_seconds(r_summary) == _no_seconds(s_summary)
-    assert _log(tmp_path / "crashed") == _log(tmp_path / "straight")
+    assert _log(tmp_path / "crashed") == _log(straight_dir)
 
 
-def test_resume_after_the_last_epoch_trains_nothing_more(split: Split, tmp_path: Path) -> None:
-    done, _ = _fit(split, tmp_path)
-    again, summary = _fit(split, tmp_path, resume=True)
+def test_resume_after_the_last_epoch_trains_nothing_more(split: Split, straight: tuple) -> None:
+    done, _, run_dir = straight
+    again, summary = _fit(split, run_dir, resume=True)
     for name, value in done.state_dict().items():
         torch.testing.assert_close(again.state_dict()[name], value, rtol=0, atol=0)
     assert [s.epochs for s in summary.stages] == [2, 5]
-    assert len(_log(tmp_path)) == 7
+    assert len(_log(run_dir)) == 7
 
 
 def test_resume_without_checkpoint_starts_afresh_and_checks_the_plan(
-        split: Split, tmp_path: Path) -> None:
+        split: Split, straight: tuple, tmp_path: Path) -> None:
     fresh, _ = _fit(split, tmp_path / "a", resume=True)  # nothing to resume: a normal run
-    plain, _ = _fit(split, tmp_path / "b")
-    torch.testing.assert_close(fresh.user_embedding.weight, plain.user_embedding.weight,
+    torch.testing.assert_close(fresh.user_embedding.weight, straight[0].user_embedding.weight,
                                rtol=0, atol=0)
     assert (tmp_path / "a" / RESUME_DIR / "state.json").is_file()
     options = FitOptions(target="target", progress=False, run_dir=tmp_path / "a", resume=True)

@@ -28,7 +28,7 @@ from crossrec.data.split import Split
 from crossrec.errors import DataError
 from crossrec.eval import metrics as M
 from crossrec.eval.result import EvalResult, summarize
-from crossrec.eval.shard import check_shard, in_shard, mix64
+from crossrec.eval.shard import check_shard, in_shard, mix64, stream
 from crossrec.models.base import Query, Recommender
 
 SAMPLE_BLOCK = 1024
@@ -291,11 +291,12 @@ def _draw_negatives(users: np.ndarray, case_keys: np.ndarray, n: int, n_dom: int
                     seen_keys: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
     """``int64[C, n]`` items drawn uniformly from those each user has not seen.
 
-    Draw ``j`` of case ``c`` (attempt ``a``) is ``mix64(case_keys[c], j, a) % n_dom``: it
-    depends on the case alone, never on which other cases are drawn with it.
+    Draw ``j`` of case ``c`` is value ``j`` of a splitmix64 stream keyed by ``case_keys[c]``
+    (redraws of seen items: keyed by the attempt too), modulo ``n_dom``: it depends on the
+    case alone, never on which other cases are drawn with it.
     """
     cols = np.arange(n, dtype=np.int64)[None, :]
-    neg = (mix64(case_keys[:, None], cols, 0) % np.uint64(n_dom)).astype(np.int64)
+    neg = (stream(case_keys[:, None], cols) % np.uint64(n_dom)).astype(np.int64)
     if len(seen_keys) == 0:
         return neg
     base = users.astype(np.int64)[:, None] * n_dom
@@ -306,7 +307,8 @@ def _draw_negatives(users: np.ndarray, case_keys: np.ndarray, n: int, n_dom: int
         if not bad.any():
             return neg
         r, c = np.nonzero(bad)
-        neg[r, c] = (mix64(case_keys[r], c, attempt) % np.uint64(n_dom)).astype(np.int64)
+        neg[r, c] = (stream(mix64(case_keys[r], attempt), c) % np.uint64(n_dom)
+                     ).astype(np.int64)
     for r in np.flatnonzero(bad.any(1)):  # users who have seen most items: draw from the rest
         allowed = np.setdiff1d(np.arange(n_dom), seen.indices[seen.indptr[users[r]]:
                                                               seen.indptr[users[r] + 1]])
@@ -314,7 +316,7 @@ def _draw_negatives(users: np.ndarray, case_keys: np.ndarray, n: int, n_dom: int
             raise DataError(f"user {users[r]} has interacted with every item of the domain; "
                             "no negatives can be sampled")
         c = np.flatnonzero(bad[r])
-        neg[r, c] = allowed[(mix64(case_keys[r], c, 51) % np.uint64(len(allowed))
+        neg[r, c] = allowed[(stream(mix64(case_keys[r], 51), c) % np.uint64(len(allowed))
                              ).astype(np.int64)]
     return neg
 

@@ -44,6 +44,14 @@ def mix64(*keys: np.ndarray | int) -> np.ndarray:
     return h
 
 
+def stream(keys: np.ndarray, j: np.ndarray | int) -> np.ndarray:
+    """Value ``j`` of the splitmix64 stream seeded by each key (broadcast), ``uint64``: one
+    mixing pass, so long runs of draws stay cheap."""
+    with np.errstate(over="ignore"):
+        return _splitmix(np.asarray(keys, np.uint64)
+                         + np.asarray(j).astype(np.uint64) * _GOLDEN)
+
+
 def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
     """``(i, n)`` as ints, or ValueError unless ``0 <= i < n``."""
     try:
