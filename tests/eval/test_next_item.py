@@ -124,3 +124,27 @@ def test_both_candidate_sets_from_one_call(setup) -> None:
     assert both.value("mrr") == pytest.approx(pooled.value("mrr"))
     assert both.value("ndcg_domain@5") == pytest.approx(per_domain.value("ndcg@5"))
     assert both.value("mrr_domain") == pytest.approx(per_domain.value("mrr"))
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_urllm_protocol_on_real_data(data_dir) -> None:
+    """Arts-Office valid lines: one case per line, both domains; co-occurrence >> popularity."""
+    from crossrec.data.sources.arts_office import read_arts_office
+    from crossrec.models.base import FitOptions
+    from crossrec.models.baselines.pop import Pop
+    from crossrec.models.baselines.transition import Transition
+
+    root = data_dir / "amazon-arts-office"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent")
+    split = predefined(read_arts_office(root).build(), "office")
+    options = FitOptions(target="office", progress=False)
+    model = Transition(window=100).fit(split.train, options)
+    ours = evaluate_next_item(model, split, part="valid", candidates="both", ks=(10,),
+                              metrics=("ndcg",))
+    pop = evaluate_next_item(Pop().fit(split.train, options), split, part="valid",
+                             candidates="both", ks=(10,), metrics=("ndcg",))
+    assert len(ours.per_user) == 1148 and ours.per_user["user"].nunique() == 577
+    for metric in ("ndcg@10", "ndcg_domain@10"):
+        assert ours.value(metric) > 0.06 > 3 * pop.value(metric)
