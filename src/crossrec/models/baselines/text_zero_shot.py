@@ -148,9 +148,13 @@ class TextZeroShot(Recommender):
         age = torch.arange(length - 1, -1, -1, dtype=torch.float64)  # 0 for the last column
         # age counts positions, padding sits on the left: the newest item has age 0
         weights = (self.config.decay ** age)[None, :] * valid  # [B, L]
-        vecs = self.vectors[hist.clamp(min=0)]  # [B, L, dim]
-        total = weights.sum(1, keepdim=True).clamp(min=1e-12)
-        return ((weights / total).float()[..., None] * vecs).sum(1)
+        weights = (weights / weights.sum(1, keepdim=True).clamp(min=1e-12)).float()
+        out = torch.empty((len(hist), self.vectors.shape[1]))
+        for s in range(0, len(hist), 1024):  # bounded memory: [1024, L, dim] at a time
+            rows = slice(s, s + 1024)
+            out[rows] = torch.einsum("bl,bld->bd", weights[rows],
+                                     self.vectors[hist[rows].clamp(min=0)])
+        return out
 
     @torch.no_grad()
     def score(self, query: Query, domain: str) -> torch.Tensor:
