@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,3 +40,17 @@ class TextConfig(ModelConfig):
 
         return encode_items(item_texts(train, self.template), self.load_encoder(),
                             batch_size=self.encoder_batch_size, progress=progress)
+
+
+class QueryEncoder:
+    """Free-text queries → vectors with a model's encoder, loaded on first use (``score_text``)."""
+
+    def __init__(self, config: TextConfig) -> None:
+        self.config = config
+        self._encoder: TextEncoder | None = None
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """``float32 [B, dim]`` L2-normalised vectors of ``texts``."""
+        if self._encoder is None:
+            self._encoder = self.config.load_encoder()
+        return self._encoder.encode(list(texts), batch_size=self.config.encoder_batch_size)

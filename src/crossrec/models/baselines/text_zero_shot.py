@@ -20,7 +20,7 @@ from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import PAD, user_sequences
 from crossrec.errors import DataError
 from crossrec.models.base import FitOptions, Query, Recommender
-from crossrec.models.text import TextConfig
+from crossrec.models.text import QueryEncoder, TextConfig
 
 
 class TextZeroShotConfig(TextConfig):
@@ -99,7 +99,7 @@ class TextZeroShot(Recommender):
         self.vectors: torch.Tensor | None = None  # [n_items, dim] float32 (fp16 values)
         self.popularity: torch.Tensor | None = None  # [n_items]
         self.weight = 0.0
-        self._encoder = None
+        self._queries = QueryEncoder(self.config)
 
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         """Encode (or read from the cache) every item text; choose ``w`` on validation."""
@@ -177,9 +177,7 @@ class TextZeroShot(Recommender):
         items = train.domain_items(domain)
         if not texts:
             return torch.zeros((0, items.stop - items.start))
-        if self._encoder is None:
-            self._encoder = self.config.load_encoder()
-        q = self._encoder.encode(list(texts), batch_size=self.config.encoder_batch_size)
+        q = self._queries(texts)
         if q.shape[1] != self.vectors.shape[1]:
             raise DataError(f"encoder {self.config.encoder!r} gives {q.shape[1]}-d vectors; "
                             f"the model's item vectors are {self.vectors.shape[1]}-d")

@@ -40,7 +40,7 @@ from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender
 from crossrec.models.cross.text_batches import SequenceBatch, adapt_batches, pretrain_batches
 from crossrec.models.history import check_query, select_history, training_histories
 from crossrec.models.layers import MoEAdapter, SequenceEncoder
-from crossrec.models.text import TextConfig
+from crossrec.models.text import QueryEncoder, TextConfig
 
 
 class TextTransferConfig(TextConfig):
@@ -114,7 +114,7 @@ class TextTransfer(TorchRecommender):
 
     def __init__(self, config: TextTransferConfig | dict | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        self._encoder = None
+        self._queries = QueryEncoder(self.config)
         self.fit_report: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -295,9 +295,7 @@ class TextTransfer(TorchRecommender):
         items = train.domain_items(domain)
         if not texts:
             return torch.zeros((0, items.stop - items.start))
-        if self._encoder is None:
-            self._encoder = self.config.load_encoder()
-        vec = torch.from_numpy(self._encoder.encode(list(texts))).to(self.text.device)
+        vec = torch.from_numpy(self._queries(texts)).to(self.text.device)
         states = self.sequence.last(self.adapter(vec)[:, None],
                                     torch.zeros(len(texts), 1, dtype=torch.bool,
                                                 device=vec.device))
