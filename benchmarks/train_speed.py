@@ -134,10 +134,10 @@ def worker(name: str, epochs: int) -> dict[str, Any]:
     floor_s = [0.0]  # floor seconds within the current epoch
     inner = Trainer._epoch
 
-    def timed(self, model, train, stage, rng, optimizer, epoch):  # noqa: ANN001, ANN202
+    def timed(self, model, train, stage, *args):  # noqa: ANN001, ANN002, ANN202
         floor_s[0] = 0.0
         start = CLOCK()
-        loss = inner(self, model, train, stage, rng, optimizer, epoch)
+        loss = inner(self, model, train, stage, *args)
         seconds = CLOCK() - start - floor_s[0]
         times.setdefault(stage.name, []).append(seconds)
         if is_factor_stage(stage.name):

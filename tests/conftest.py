@@ -32,3 +32,16 @@ def data_dir() -> Path:
             f"(looked for {found or 'shared/data above ' + str(REPO_ROOT)})"
         )
     return found
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance (2 CPUs, no dashboard) for every ``distributed`` test; the
+    ``--workers`` code paths find it initialised and use it as it is."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()

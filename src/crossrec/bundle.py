@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from crossrec.atomic import atomic_directory
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import CrossrecError
 from crossrec.models.base import FitOptions, Query, Recommender
+
+if TYPE_CHECKING:
+    from crossrec.serving.retrieval import RetrievalConfig, Retriever
 
 BUNDLE_FORMAT = 1
 
@@ -80,16 +83,60 @@ def bundle_version(digests: dict[str, str]) -> str:
     return hashlib.sha256(text).hexdigest()[:16]
 
 
+def read_meta(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
+    """``meta.json`` of a bundle directory, after checking its format and that every file it
+    lists exists with (``verify``) its recorded sha256.
+
+    Raises:
+        BundleError: not a bundle, another format, a file missing, modified or truncated.
+    """
+    path = Path(path)
+    meta_file = path / "meta.json"
+    if not meta_file.exists():
+        raise BundleError(f"{path}: not a crossrec bundle (no meta.json)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{meta_file}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != BUNDLE_FORMAT:
+        got = meta.get("format_version") if isinstance(meta, dict) else None
+        raise BundleError(f"{path}: bundle format {got}, this crossrec reads format "
+                          f"{BUNDLE_FORMAT}")
+    if not isinstance(meta.get("sha256"), dict):
+        raise BundleError(f"{meta_file}: field 'sha256' missing or not an object")
+    for rel, digest in meta["sha256"].items():
+        f = path / rel
+        if not f.exists():
+            raise BundleError(f"{path}: missing file {rel}")
+        if verify and _sha256(f) != digest:
+            raise BundleError(f"{path}: checksum mismatch for {rel} (modified or truncated)")
+    return meta
+
+
 @dataclass
 class Bundle:
     model: Recommender
     train: MultiDomainDataset
     config: dict[str, Any]
     version: str = "unsaved"  # set by save / load (content hash of the files)
+    retrieval: Retriever | None = field(default=None, repr=False)  # None: exact scoring
 
     @property
     def target(self) -> str:
         return self.config["target"]
+
+    def use_retrieval(self, config: RetrievalConfig | None) -> Bundle:
+        """Find the top k through an index / compressed vectors / an int8 user encoder
+        (``crossrec.serving.retrieval``); None or the default config: exact scoring.
+
+        Builds the target's index now. ``quantize_user_encoder`` changes the model in place
+        for good (a later ``use_retrieval(None)`` does not undo it).
+        """
+        from crossrec.serving.retrieval import Retriever
+
+        self.retrieval = (None if config is None or config.is_default
+                          else Retriever(self.model, self.train, self.target, config))
+        return self
 
     # ----------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:
@@ -117,26 +164,16 @@ class Bundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "cpu", verify: bool = True) -> Bundle:
-        """Rebuild the model through ``MODELS``; checks format version and checksums."""
+    def load(cls, path: str | Path, *, device: str = "cpu", verify: bool = True,
+             retrieval: RetrievalConfig | None = None) -> Bundle:
+        """Rebuild the model through ``MODELS``; checks format version and checksums.
+        ``retrieval``: see ``use_retrieval`` (default: exact scoring)."""
         from safetensors.numpy import load_file
 
         from crossrec.models import MODELS
 
         path = Path(path)
-        meta_file = path / "meta.json"
-        if not meta_file.exists():
-            raise BundleError(f"{path}: not a crossrec bundle (no meta.json)")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format_version") != BUNDLE_FORMAT:
-            raise BundleError(f"{path}: bundle format {meta.get('format_version')}, "
-                              f"this crossrec reads format {BUNDLE_FORMAT}")
-        for rel, digest in meta["sha256"].items():
-            f = path / rel
-            if not f.exists():
-                raise BundleError(f"{path}: missing file {rel}")
-            if verify and _sha256(f) != digest:
-                raise BundleError(f"{path}: checksum mismatch for {rel} (modified or truncated)")
+        meta = read_meta(path, verify=verify)
         config = json.loads((path / "config.json").read_text())
         spec = dict(config["model"])
         name = spec.pop("name")
@@ -149,7 +186,8 @@ class Bundle:
                              seed=int(config.get("seed", 0)), device=device, progress=False)
         model.restore(train, options, load_file(str(path / "model.safetensors")))
         version = meta.get("version") or bundle_version(meta["sha256"])  # older bundles: none
-        return cls(model=model, train=train, config=config, version=version)
+        return cls(model=model, train=train, config=config, version=version).use_retrieval(
+            retrieval)
 
     # ----------------------------------------------------------------- inference
     def popular(self, domain: str) -> tuple[np.ndarray, np.ndarray]:
@@ -199,6 +237,8 @@ class Bundle:
         """
         import torch
 
+        from crossrec.serving.retrieval import exact_top_k
+
         domain = domain or self.target
         s = self.train.domain_items(domain)
         n = len(user_ids)
@@ -227,36 +267,35 @@ class Bundle:
             plain = [i for i in scored if len(extra[i]) == 0]
             live = [i for i in scored if len(extra[i]) > 0]
             rows = plain + live
-            parts = []
-            with torch.no_grad():
-                if plain:
-                    q = Query(users=torch.as_tensor(idx[plain], dtype=torch.long))
-                    parts.append(self.model.score(q, domain).float().cpu())
-                if live:
-                    width = max(len(evidence[i]) for i in live)
-                    hist = torch.full((len(live), width), -1, dtype=torch.long)
-                    for r, i in enumerate(live):
-                        hist[r, : len(evidence[i])] = torch.as_tensor(evidence[i])
-                    q = Query(users=torch.as_tensor(idx[live], dtype=torch.long), history=hist)
-                    parts.append(self.model.score(q, domain).float().cpu())
-            scores = torch.cat(parts) if len(parts) > 1 else parts[0]
-            informative = (scores.max(dim=1).values > scores.min(dim=1).values).numpy()
-            if exclude_seen:
-                for r, i in enumerate(rows):
-                    seen = evidence[i][(evidence[i] >= s.start) & (evidence[i] < s.stop)]
-                    scores[r, torch.as_tensor(seen - s.start)] = float("-inf")
-            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            queries = []
+            if plain:
+                queries.append(Query(users=torch.as_tensor(idx[plain], dtype=torch.long)))
+            if live:
+                width = max(len(evidence[i]) for i in live)
+                hist = torch.full((len(live), width), -1, dtype=torch.long)
+                for r, i in enumerate(live):
+                    hist[r, : len(evidence[i])] = torch.as_tensor(evidence[i])
+                queries.append(Query(users=torch.as_tensor(idx[live], dtype=torch.long),
+                                     history=hist))
+            seen = ([evidence[i][(evidence[i] >= s.start) & (evidence[i] < s.stop)] - s.start
+                     for i in rows] if exclude_seen else None)
+            if self.retrieval is not None:
+                values, indices, informative = self.retrieval.top_k(queries, domain, k, seen)
+            else:
+                values, indices, informative = exact_top_k(self.model, queries, domain, k, seen)
+            # [B, k] arrays: numpy on k values is a few us where each torch op costs ~10 us
+            values, indices = np.asarray(values), np.asarray(indices)
             for r, i in enumerate(rows):
                 if not informative[r]:
                     continue
-                keep = torch.isfinite(top.values[r])
-                items = top.indices[r][keep].numpy().astype(np.int64) + s.start
+                keep = np.isfinite(values[r])
+                items = indices[r][keep].astype(np.int64) + s.start
                 basis = ("request_history" if len(extra[i]) else
                          "target" if in_domain[i] else "source_only")
                 top_items[i] = items
                 out[i] = Recommendation(str(raw[i]), domain,
                                         self.train.item_ids(items).tolist(),
-                                        top.values[r][keep].tolist(), "model", basis,
+                                        values[r][keep].tolist(), "model", basis,
                                         items.tolist(), ignored_history=ignored[i],
                                         user_known=bool(idx[i] >= 0))
         fallback = [i for i in range(n) if out[i] is None]

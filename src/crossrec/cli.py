@@ -6,14 +6,17 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from crossrec.config import load_config
-from crossrec.errors import CrossrecError
+from crossrec.errors import ConfigError, CrossrecError
+
+if TYPE_CHECKING:
+    from crossrec.serving.retrieval import RetrievalConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cross-domain recommendation: prepare data, train, evaluate, benchmark.")
@@ -81,14 +84,42 @@ def prepare(
     option: Annotated[list[str] | None, typer.Option("--option", "-o",
                                                      help="Reader option key=value")] = None,
     k_core: Annotated[int, typer.Option(help="Per-domain k-core filter (0 = off)")] = 0,
+    engine: Annotated[str, typer.Option(help="memory (pandas), duckdb (out of core, tabular "
+                                        "format: files, directories, globs), or auto: duckdb "
+                                        "for a directory, a glob or files over 1 GiB")] = "auto",
+    memory_limit: Annotated[str | None, typer.Option(help="duckdb: memory limit, e.g. 2GB "
+                                                     "(beyond it, spill to disk)")] = None,
+    temp_dir: Annotated[Path | None, typer.Option(help="duckdb: where to spill")] = None,
 ) -> None:
     """Read raw files, clean (dedupe, k-core), index and save a dataset directory."""
     from crossrec.data import sources
     from crossrec.experiment import resolve_data_path
 
     try:
+        if engine not in ("auto", "memory", "duckdb"):
+            raise CrossrecError(f"--engine {engine!r}: expected auto, memory or duckdb")
+        from crossrec.data.large.inputs import is_pattern
+
+        src = Path(path) if is_pattern(path) else resolve_data_path(path)
+        if engine == "duckdb" or (engine == "auto" and format == "tabular"):
+            from crossrec.data.large import LARGE_OPTIONS, prepare_large, use_large
+
+            if engine == "duckdb" and format != "tabular":
+                raise CrossrecError(f"--engine duckdb reads the tabular format, not {format!r}")
+            if engine == "duckdb" or use_large(src):
+                opts = _parse_options(option)
+                extra = sorted(set(opts) - set(LARGE_OPTIONS))
+                if extra:
+                    raise CrossrecError(f"--engine duckdb: option(s) {extra} not supported "
+                                        f"(supported: {', '.join(LARGE_OPTIONS)})")
+                with console.status(f"preparing {src} with DuckDB ..."):
+                    meta = prepare_large(src, out, k_core=k_core, memory_limit=memory_limit,
+                                         temp_dir=temp_dir, **opts)
+                _print_stats(meta["stats"], meta["report"],
+                             f"{meta['name']} -> {out} (duckdb, {meta['seconds']:.1f} s)")
+                return
         with console.status(f"reading {format} data from {path} ..."):
-            builder = sources.read(format, resolve_data_path(path), **_parse_options(option))
+            builder = sources.read(format, src, **_parse_options(option))
             dataset = builder.build(k_core=k_core)
             dataset.save(out)
     except CrossrecError as e:
@@ -123,6 +154,10 @@ def encode(
                                                "$CROSSREC_CACHE/vectors)")] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the vectors as .npy "
                                              "(float32 [n_items, dim])")] = None,
+    workers: Annotated[int, typer.Option(help="Encode the missing texts on N Ray workers "
+                                         "(0 = in this process)")] = 0,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address for --workers "
+                                                "(default: a local one)")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Encode every item text of a dataset into the vector cache (a second run encodes nothing)."""
@@ -149,9 +184,21 @@ def encode(
         with console.status(f"loading encoder {enc_cfg.name} ({enc_cfg.backend}) ..."):
             model = load_encoder(enc_cfg.name, max_seq_length=enc_cfg.max_seq_length,
                                  backend=enc_cfg.backend)
-        vectors, stats = encode_with_stats(texts, model, batch_size=enc_cfg.batch_size,
-                                           cache=cache if cache is not None else "default",
-                                           progress=sys.stderr.isatty())
+        where = cache if cache is not None else "default"
+        if workers:
+            from functools import partial
+
+            from crossrec.encoders import base
+            from crossrec.encoders.distributed import encode_distributed
+
+            factory = partial(base.load_encoder, enc_cfg.name,
+                              max_seq_length=enc_cfg.max_seq_length, backend=enc_cfg.backend)
+            vectors, stats = encode_distributed(texts, model, factory, workers=workers,
+                                                cache=where, batch_size=enc_cfg.batch_size,
+                                                address=address, progress=sys.stderr.isatty())
+        else:
+            vectors, stats = encode_with_stats(texts, model, batch_size=enc_cfg.batch_size,
+                                               cache=where, progress=sys.stderr.isatty())
         if out is not None:
             def write(tmp: Path) -> None:
                 with open(tmp, "wb") as fh:  # np.save(path) would add a suffix to tmp
@@ -176,42 +223,89 @@ def train(
     model: Annotated[int, typer.Option(help="Which model table of the file (0-based)")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last "
                                                "end-of-epoch checkpoint")] = False,
+    workers: Annotated[int, typer.Option(help="Train on N Ray Train workers (DDP; 0 = in this "
+                                         "process); the model's batch_size stays the global batch")
+                       ] = 0,
+    address: Annotated[str | None, typer.Option(help="Ray cluster for --workers: ray://host:"
+                                                "10001, host:6379 or auto (default: a local "
+                                                "one)")] = None,
+    max_failures: Annotated[int, typer.Option(help="With --workers: restarts of the worker "
+                                              "group after a lost worker, each from the "
+                                              "last finished epoch")] = 3,
     set_: SetOpt = None,
 ) -> None:
     """Train one model, evaluate it on valid and test, and save a bundle to OUT.
 
     A run killed during training continues with ``--resume`` and the same arguments: finished
     epochs are skipped and the result equals that of an uninterrupted run.
+
+    With ``--workers N`` the same training runs data-parallel on N Ray workers; under
+    ``torchrun --nproc_per_node N -m crossrec train ...`` on N processes (OUT must be on
+    storage every worker sees).
     """
-    from crossrec.bundle import Bundle
     from crossrec.eval.report import format_table
-    from crossrec.experiment import fit_and_evaluate, load_dataset, make_split
+    from crossrec.experiment import fit_and_evaluate, load_dataset, make_split, save_run
+    from crossrec.training.distributed import under_torchrun
 
     try:
         cfg = load_config(config, set_)
         specs = cfg.model_specs()
         if not 0 <= model < len(specs):
             raise CrossrecError(f"--model {model}: the file has {len(specs)} model tables")
-        dataset = load_dataset(cfg.data)
-        split = make_split(dataset, cfg.split, seed)
         out.mkdir(parents=True, exist_ok=True)
-        res = fit_and_evaluate(cfg, specs[model], split, seed, run_dir=out, resume=resume)
-        Bundle(res.model, split.train, res.config).save(out / "bundle")
-        metrics = {"valid": res.valid.to_dict(), "test": res.test.to_dict(),
-                   "fit_seconds": res.fit_seconds}
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        if workers or under_torchrun():
+            shown = _train_distributed(cfg, model, seed, out, resume, workers, address,
+                                       max_failures)
+            if shown is None:
+                return  # a torchrun rank other than 0: rank 0 reports
+        else:
+            split = make_split(load_dataset(cfg.data), cfg.split, seed)
+            res = fit_and_evaluate(cfg, specs[model], split, seed, run_dir=out, resume=resume)
+            save_run(res, out)
+            shown = {"label": res.label, "split": split.name, "protocol": res.test.protocol,
+                     "fit_seconds": res.fit_seconds, "summary": res.test.summary}
     except CrossrecError as e:
         _fail(e)
-    rows = res.test.summary.assign(model=res.label, mean=res.test.summary["value"], std=0.0,
-                                   seeds=1)
-    console.print(format_table(rows, title=f"{res.label} on {split.name}, {res.test.protocol}"))
-    console.print(f"fit {res.fit_seconds:.1f}s; bundle: {out / 'bundle'}")
+    summary = shown["summary"]
+    rows = summary.assign(model=shown["label"], mean=summary["value"], std=0.0, seeds=1)
+    console.print(format_table(rows, title=f"{shown['label']} on {shown['split']}, "
+                                           f"{shown['protocol']}"))
+    console.print(f"fit {shown['fit_seconds']:.1f}s; bundle: {out / 'bundle'}")
+
+
+def _train_distributed(cfg, model: int, seed: int, out: Path, resume: bool,  # noqa: ANN001
+                       workers: int, address: str | None, max_failures: int) -> dict | None:
+    """``train`` on Ray workers (``workers`` > 0) or as one torchrun process: what to print
+    (``distributed.report`` with the summary as a frame), None on torchrun ranks but 0."""
+    import pandas as pd
+
+    from crossrec.experiment import load_dataset, make_split
+    from crossrec.training import distributed
+
+    job = distributed.TrainJob(cfg.model_dump(), model, seed, str(out.resolve()), resume,
+                               progress=sys.stderr.isatty())
+    if workers:
+        if not (address or "").startswith("ray://"):  # the data are here: check them first
+            make_split(load_dataset(cfg.data), cfg.split, seed)
+        shown = distributed.train_ray(job, workers, address=address, max_failures=max_failures)
+    else:
+        res = distributed.train_torchrun(job)
+        shown = None if res is None else distributed.report(res)
+    if shown is None:
+        return None
+    summary = pd.DataFrame(shown["summary"])
+    summary["k"] = summary["k"].astype("Int64")
+    return {**shown, "summary": summary}
 
 
 @app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
     part: Annotated[str, typer.Option(help="valid or test")] = "test",
+    workers: Annotated[int, typer.Option(help="Split the users over N Ray tasks (0 = in this "
+                                         "process); the merged result is the same")] = 0,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address for --workers "
+                                                "(default: a local one)")] = None,
 ) -> None:
     """Re-evaluate a saved bundle on the split its config describes."""
     from crossrec.bundle import Bundle
@@ -225,13 +319,20 @@ def evaluate(
         b = Bundle.load(bundle)
         cfg = ExperimentConfig(**b.config["experiment"])
         split = make_split(load_dataset(cfg.data), cfg.split, int(b.config["seed"]))
+        kw = dict(part=part, ks=tuple(cfg.eval.ks), metrics=tuple(cfg.eval.metrics),
+                  batch_size=cfg.eval.batch_size, n_negatives=cfg.eval.n_negatives or None,
+                  seed=int(b.config["seed"]))
         if rating_mode(cfg):  # MAE / RMSE of the predicted ratings
+            if workers:
+                raise CrossrecError("--workers splits ranking evaluation; this bundle is "
+                                    "evaluated on rating error (run without --workers)")
             res = evaluate_ratings(b.model, split, part=part, batch_size=cfg.eval.batch_size)
+        elif workers:
+            from crossrec.eval.distributed import evaluate_distributed
+
+            res = evaluate_distributed(b.model, split, workers=workers, address=address, **kw)
         else:
-            res = run_eval(b.model, split, part=part, ks=tuple(cfg.eval.ks),
-                           metrics=tuple(cfg.eval.metrics), batch_size=cfg.eval.batch_size,
-                           n_negatives=cfg.eval.n_negatives or None,
-                           seed=int(b.config["seed"]))
+            res = run_eval(b.model, split, **kw)
     except CrossrecError as e:
         _fail(e)
     rows = res.summary.assign(model=b.config["model"]["name"], mean=res.summary["value"],
@@ -365,7 +466,9 @@ def recommend(
 
 @app.command()
 def serve(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`, or a "
+                                           "bundle store (`crossrec update`): its live "
+                                           "version")],
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     keys_file: Annotated[Path | None, typer.Option(help="API keys, one per line (plain or "
@@ -378,8 +481,24 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     workers: Annotated[int, typer.Option(help="Worker processes on one port (each loads the "
                                          "bundle; they share the event store)")] = 1,
+    retrieval: Annotated[str, typer.Option(help="Top-k search: exact (every item scored, the "
+                                           "default), flat, hnsw or ivf (a faiss index over "
+                                           "the item vectors of a factorised model)")
+                         ] = "exact",
+    vectors: Annotated[str, typer.Option(help="Item vectors searched: fp32, fp16 or int8")
+                       ] = "fp32",
+    quantize_user_encoder: Annotated[bool, typer.Option(
+        "--quantize-user-encoder", help="Dynamic int8 quantisation of the model's Linear "
+        "layers (the user side; item vectors are taken in fp32 first)")] = False,
+    ef_search: Annotated[int | None, typer.Option(help="HNSW candidates per query")] = None,
+    nprobe: Annotated[int | None, typer.Option(help="IVF cells searched per query")] = None,
 ) -> None:
-    """Serve BUNDLE over HTTP (POST /recommend, /recommend/text, /events; GET /metrics)."""
+    """Serve BUNDLE over HTTP (POST /recommend, /recommend/text, /events; GET /metrics).
+
+    POST /admin/reload or SIGHUP loads the store's live version (or the bundle directory
+    again) and swaps it in without dropping requests; with --workers N, send SIGHUP to this
+    (the supervisor) process: each worker is replaced by one that loads the live version.
+    """
     import logging
     import os
     import secrets
@@ -387,18 +506,24 @@ def serve(
 
     import uvicorn
 
-    from crossrec.bundle import Bundle
     from crossrec.serving import app as serving
+    from crossrec.serving.reload import SUPERVISOR_ENV
     from crossrec.serving.settings import ServeSettings
+    from crossrec.serving.store import BundleSource
 
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
-        settings = ServeSettings(auth=not no_auth, keys_file=keys_file, events=events)
-        b = Bundle.load(bundle)
-        api = serving.create_app(b, settings)  # also checks keys and event store up front
+        settings = ServeSettings(auth=not no_auth, keys_file=keys_file, events=events,
+                                 retrieval=_retrieval_config(retrieval, vectors,
+                                                             quantize_user_encoder, ef_search,
+                                                             nprobe))
+        source = BundleSource(bundle)
+        b = source.load()
+        api = serving.create_app(b, settings, source=source)  # checks keys, event store
     except CrossrecError as e:
         _fail(e)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    console.print(f"serving {bundle} (model {b.config['model']['name']}, version {b.version}, "
+    console.print(f"serving {source.describe()} (model {b.config['model']['name']}, "
+                  f"version {b.version}, retrieval {settings.retrieval.describe()}, "
                   f"auth {'on' if settings.auth else 'OFF'}, events {settings.events}, "
                   f"{workers} worker(s))")
     if workers <= 1:
@@ -414,15 +539,43 @@ def serve(
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crossrec-metrics-")
     os.environ[serving.LOG_LEVEL_ENV] = log_level
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload -> SIGHUP to us
     from uvicorn.supervisors import Multiprocess
 
+    # SIGHUP replaces the workers one at a time; a new one must load the bundle (and import
+    # torch) before the old one retires, which takes longer than uvicorn's default 5 s
     config = uvicorn.Config("crossrec.serving.app:app_from_env", factory=True, workers=workers,
-                            host=host, port=port, log_level=log_level)
+                            host=host, port=port, log_level=log_level,
+                            timeout_worker_healthcheck=120)
     sock = config.bind_socket()
     # accepted connections inherit TCP_NODELAY (Linux); without it a keep-alive answer written
     # as headers + body waits for the client's delayed ACK (~40 ms a request)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     Multiprocess(config, sockets=[sock]).run()
+
+
+def _retrieval_config(kind: str, vectors: str, quantize: bool, ef_search: int | None,
+                      nprobe: int | None) -> RetrievalConfig:
+    """The ``serve`` options as a RetrievalConfig; ConfigError naming the bad option."""
+    from pydantic import ValidationError
+
+    from crossrec.serving.retrieval import RetrievalConfig
+
+    names = {"kind": "--retrieval", "vectors": "--vectors", "hnsw_ef_search": "--ef-search",
+             "ivf_nprobe": "--nprobe"}
+    extra = {k: v for k, v in (("hnsw_ef_search", ef_search), ("ivf_nprobe", nprobe))
+             if v is not None}
+    try:
+        return RetrievalConfig(kind=kind, vectors=vectors, quantize_user_encoder=quantize,
+                               **extra)
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"{names.get(str(err['loc'][0]), err['loc'][0])}: "
+                                    f"{err['msg']}" for err in e.errors())) from None
+
+
+from crossrec.cli_update import update  # noqa: E402 - registered after the other commands
+
+app.command()(update)
 
 
 def main() -> None:  # pragma: no cover

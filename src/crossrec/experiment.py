@@ -155,19 +155,14 @@ def headline_metric(cfg: ExperimentConfig) -> str:
     return f"{name}@{10 if 10 in cfg.eval.ks else cfg.eval.ks[0]}"
 
 
-def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.Split, seed: int,
-                     *, run_dir: Path | None = None, progress: bool = True,
-                     fitted: RunResult | None = None, resume: bool = False) -> RunResult:
-    """Fit one model on ``split.train`` (early stopping on valid) and evaluate valid + test.
+def fit_options(cfg: ExperimentConfig, split: splits.Split, seed: int, *,
+                run_dir: Path | None = None, progress: bool = True, resume: bool = False,
+                device: str | None = None) -> FitOptions:
+    """How ``fit_and_evaluate`` fits a model: roles, seed, device (default ``train.device``)
+    and the validation hook of early stopping (``train.early_stopping`` on the valid users).
 
-    With rating metrics in ``eval.metrics`` (``mae`` / ``rmse``) the model's scores are taken
-    as predicted ratings (``evaluate_ratings``) and early stopping minimises the chosen error.
-
-    ``fitted``: a result of the same deterministic model on the same split; its model is reused
-    (not refitted) and only evaluated again with this seed (sampled negatives depend on it).
-
-    ``resume``: continue the training from ``run_dir``'s last end-of-epoch checkpoint (torch
-    models; see ``Trainer``), or start afresh when there is none.
+    Raises:
+        ConfigError: an evaluation protocol that cannot be combined with the metrics.
     """
     from crossrec.eval.next_item import evaluate_next_item
     from crossrec.eval.ranking import evaluate, evaluate_ratings
@@ -180,6 +175,7 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
     if next_item and (ratings or sampled):
         raise ConfigError("eval.protocol='next_item' ranks every candidate: it cannot be "
                           "combined with eval.n_negatives or rating metrics")
+    device = device or cfg.train.device
 
     def validate(m: Recommender) -> float:
         if ratings:  # the trainer maximises: a negated error
@@ -191,17 +187,41 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
                                       batch_size=ev.batch_size).value(metric,
                                                                       int(k) if k else None)
         r = evaluate(m, split, part="valid", ks=(int(k or 10),), metrics=(metric,),
-                     batch_size=ev.batch_size, n_negatives=sampled, seed=seed,
-                     device=cfg.train.device)
+                     batch_size=ev.batch_size, n_negatives=sampled, seed=seed, device=device)
         return r.value(metric, int(k) if k else None)  # no @k: the full-list metric
 
+    return FitOptions(target=split.target, sources=tuple(cfg.split.source), seed=seed,
+                      device=device, validate=validate, progress=progress, run_dir=run_dir,
+                      resume=resume)
+
+
+def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.Split, seed: int,
+                     *, run_dir: Path | None = None, progress: bool = True,
+                     fitted: RunResult | None = None, resume: bool = False) -> RunResult:
+    """Fit one model on ``split.train`` (early stopping on valid) and evaluate valid + test.
+
+    With rating metrics in ``eval.metrics`` (``mae`` / ``rmse``) the model's scores are taken
+    as predicted ratings (``evaluate_ratings``) and early stopping minimises the chosen error.
+
+    ``fitted``: a result of the same deterministic model on the same split, or the model
+    fitted elsewhere (``training.distributed``); its model is reused (not refitted) and only
+    evaluated (again) with this seed (sampled negatives depend on it).
+
+    ``resume``: continue the training from ``run_dir``'s last end-of-epoch checkpoint (torch
+    models; see ``Trainer``), or start afresh when there is none.
+    """
+    from crossrec.eval.next_item import evaluate_next_item
+    from crossrec.eval.ranking import evaluate, evaluate_ratings
+
+    ratings = rating_mode(cfg)
+    ev = cfg.eval
+    sampled = ev.n_negatives or None
+    next_item = ev.protocol == "next_item"
+    options = fit_options(cfg, split, seed, run_dir=run_dir, progress=progress, resume=resume)
     if fitted is not None:
         model, seconds = fitted.model, fitted.fit_seconds
     else:
         model = build_model(spec)
-        options = FitOptions(target=split.target, sources=tuple(cfg.split.source), seed=seed,
-                             device=cfg.train.device, validate=validate, progress=progress,
-                             run_dir=run_dir, resume=resume)
         start = time.perf_counter()
         model.fit(split.train, options)
         seconds = time.perf_counter() - start
@@ -225,6 +245,18 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
                 "target": split.target, "sources": list(cfg.split.source),
                 "split": split.describe()},
     )
+
+
+def save_run(result: RunResult, out: Path) -> None:
+    """Write what ``crossrec train`` leaves in its run directory besides the training log:
+    ``out/bundle`` and ``out/metrics.json`` (valid and test results, fit seconds), atomically."""
+    from crossrec.atomic import atomic_file
+    from crossrec.bundle import Bundle
+
+    Bundle(result.model, result.split.train, result.config).save(out / "bundle")
+    text = json.dumps({"valid": result.valid.to_dict(), "test": result.test.to_dict(),
+                       "fit_seconds": result.fit_seconds}, indent=2, default=str)
+    atomic_file(out / "metrics.json", lambda tmp: tmp.write_text(text))
 
 
 # ----------------------------------------------------------------------------- benchmark

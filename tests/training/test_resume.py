@@ -46,10 +46,11 @@ def _validate(split: Split, crash_at: int | None = None) -> Callable[[Recommende
     return validate
 
 
+# Adam over each stage's item rows only (Stage.rows), so its resume point holds row views
 STAGES = [Stage("pre", epochs=2, domains=("source",), validate=False, batch_size=64,
-                learning_rate=0.02),
+                learning_rate=0.02, rows={"item_embedding.weight": slice(0, 60)}),
           Stage("fine", epochs=5, domains=("target",), patience=3, batch_size=64,
-                learning_rate=0.02)]
+                learning_rate=0.02, rows={"item_embedding.weight": slice(60, 110)})]
 
 
 def _fit(split: Split, run_dir: Path, *, resume: bool = False, crash_at: int | None = None

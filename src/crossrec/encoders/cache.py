@@ -85,6 +85,18 @@ class VectorCache:
         return self.dir / name
 
 
+def open_cache(cache: VectorCache | str | Path | None, encoder: TextEncoder
+               ) -> VectorCache | None:
+    """The VectorCache of ``encoder`` under a root directory, "default"
+    (``$CROSSREC_CACHE/vectors``), a VectorCache as it is, or None (no cache)."""
+    if isinstance(cache, (str, Path)):
+        from crossrec.config import cache_dir
+
+        root = cache_dir() / "vectors" if cache == "default" else Path(cache)
+        return VectorCache(root, encoder.key, encoder.dim)
+    return cache
+
+
 @dataclass(frozen=True)
 class EncodeStats:
     """What one ``encode_items`` call did."""
@@ -133,11 +145,7 @@ def encode_with_stats(texts: Sequence[str], encoder: TextEncoder, *,
     batches them as it would the whole list, so padding is the same as one direct call.
     """
     start = time.perf_counter()
-    if isinstance(cache, (str, Path)):
-        from crossrec.config import cache_dir
-
-        root = cache_dir() / "vectors" if cache == "default" else Path(cache)
-        cache = VectorCache(root, encoder.key, encoder.dim)
+    cache = open_cache(cache, encoder)
     hashes = [text_hash(t) for t in texts]
     uniq = list(dict.fromkeys(hashes))
     first = {h: t for h, t in zip(hashes, texts, strict=True)}

@@ -110,6 +110,11 @@ class Stage:
     domains (empty = all); ``trainable`` lists parameter-name prefixes to train (empty = all);
     ``validate=False`` skips ``FitOptions.validate`` (and early stopping) in this stage, for
     stages whose validation value means nothing yet (e.g. pre-training before a mapping).
+    ``rows`` maps a parameter name (``"source_item.weight"``) to the slice of its first
+    dimension that can get a gradient in the stage (e.g. the stage's item range): Adam then
+    updates those rows only, which is what it would do to the whole table when the other rows'
+    gradients are zero (the Trainer checks the first batch) and ``weight_decay`` is 0 (with
+    a weight decay ``rows`` is ignored).
     """
 
     name: str
@@ -122,6 +127,7 @@ class Stage:
     patience: int = 5  # epochs without validation improvement before stopping
     validate: bool = True  # False: no validation (e.g. pre-training stages); last weights kept
     extra: dict[str, Any] = field(default_factory=dict)
+    rows: dict[str, slice] = field(default_factory=dict)  # parameter name -> rows that train
 
 
 class Recommender(ABC):
@@ -146,6 +152,32 @@ class Recommender(ABC):
     @abstractmethod
     def score(self, query: Query, domain: str) -> torch.Tensor:
         """``[B, n_items(domain)]`` float32 scores, higher is better. No masking of seen items."""
+
+    def retrieval_vectors(self, query: Query,
+                          domain: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The two-tower view of a factorised model; None when ``score`` is no dot product.
+
+        ``users @ items.T`` equals ``score(query, domain)`` up to float rounding: item biases,
+        per-domain offsets and popularity priors are extra item columns that meet a constant
+        column on the user side. Serving searches ``items`` with an index
+        (``crossrec.serving.retrieval``). Models implement the two halves,
+        ``retrieval_items`` and ``retrieval_users``.
+
+        Returns:
+            ``users [B, d']`` and ``items [n_items(domain), d']`` float32, or None.
+        """
+        items = self.retrieval_items(domain)
+        if items is None:
+            return None
+        return self.retrieval_users(query, domain), items
+
+    def retrieval_items(self, domain: str) -> torch.Tensor | None:
+        """``[n_items(domain), d']`` item side of the two-tower view; None: not factorised."""
+        return None
+
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d']`` user side of the two-tower view (models with ``retrieval_items``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no two-tower view")
 
     def state(self) -> dict[str, np.ndarray]:
         """Learned arrays by name (for the bundle). Models with nothing learned return {}."""
@@ -204,6 +236,13 @@ class Recommender(ABC):
         hist.sum_duplicates()
         hist.data[:] = 1.0
         return hist
+
+
+def with_column(x: torch.Tensor, column: torch.Tensor | float) -> torch.Tensor:
+    """``[n, d]`` -> ``[n, d + 1]``: ``x`` with ``column`` (``[n]`` or a scalar) appended, the
+    extra dimension of a two-tower view that carries a bias (or its constant 1)."""
+    col = torch.as_tensor(column, dtype=x.dtype, device=x.device).reshape(-1, 1)
+    return torch.cat([x, col.expand(len(x), 1)], dim=1)
 
 
 class TorchRecommender(nn.Module, Recommender):

@@ -1,9 +1,12 @@
 """The HTTP API: ``create_app(bundle, settings) -> FastAPI``. All state lives on the app.
 
-Routes: ``POST /recommend``, ``POST /recommend/text``, ``POST /events``, ``GET /metrics`` (API
-key required when ``settings.auth``), ``GET /healthz`` and ``GET /readyz`` (open). Bad input
-gets a 4xx whose ``message`` names the field (``body.k: ...``); an oversized body gets 413.
-Logs carry a keyed hash of the user id (``user=<16 hex>``), never the raw id, nor any key.
+Routes: ``POST /recommend``, ``POST /recommend/text``, ``POST /events``, ``GET /metrics``,
+``POST /admin/reload`` (API key required when ``settings.auth``), ``GET /healthz`` and
+``GET /readyz`` (open). The bundle is swapped on a hot reload (``crossrec.serving.reload``):
+a handler reads ``reloader.current`` once, so a request finishes on the bundle it started
+with. Bad input gets a 4xx whose ``message`` names the field (``body.k: ...``); an oversized
+body gets 413. Logs carry a keyed hash of the user id (``user=<16 hex>``), never the raw id,
+nor any key.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -26,6 +28,7 @@ from crossrec.errors import ConfigError, DataError
 from crossrec.serving.auth import KeyRing, presented_key, user_hash
 from crossrec.serving.events import Event, EventStore, open_event_store
 from crossrec.serving.metrics import ServeMetrics
+from crossrec.serving.reload import Reloader, Served
 from crossrec.serving.schemas import (
     Because,
     EventsRequest,
@@ -33,11 +36,13 @@ from crossrec.serving.schemas import (
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
+    ReloadResponse,
     Status,
     TextRequest,
     TextResponse,
 )
 from crossrec.serving.settings import ServeSettings
+from crossrec.serving.store import BundleSource
 
 log = logging.getLogger("crossrec.serving")
 USER_KEY = "crossrec.user"  # scope entry: the keyed hash of the request's user id
@@ -137,7 +142,8 @@ class Observe:
 
 
 def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
-               events: EventStore | None = None, keys: KeyRing | None = None) -> FastAPI:
+               events: EventStore | None = None, keys: KeyRing | None = None,
+               source: BundleSource | None = None) -> FastAPI:
     """Build the service around a loaded bundle.
 
     Args:
@@ -146,6 +152,8 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         events: an open event store (default: ``open_event_store(settings.events)``); the app
             closes it on shutdown.
         keys: accepted API keys (default: read from ``settings.keys_file`` / ``keys_env``).
+        source: where ``POST /admin/reload`` and SIGHUP reload from (a store's live version or
+            a bundle directory); None: reloading is refused.
 
     Raises:
         ConfigError: auth is on and no key is configured.
@@ -159,27 +167,27 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
                           " (or turn auth off explicitly)")
     store = events if events is not None else open_event_store(settings.events)
     metrics = ServeMetrics()
-    model_name = str(bundle.config["model"]["name"])
-    metrics.serving(bundle.version, model_name, bundle.target)
+    metrics.serving(bundle.version, str(bundle.config["model"]["name"]), bundle.target)
     log_key = os.environ.get(settings.log_key_env, "").encode() or secrets.token_bytes(32)
-    train = bundle.train
-    domains = set(train.domains)
-    titles = (train.item_attrs["title"].astype(object).to_numpy()
-              if "title" in train.item_attrs.columns else np.asarray(train.item_text, object))
-    for d in train.domains:  # warm the caches the first requests would otherwise fill
-        train.user_items(d)
-        bundle.popular(d)
-    train.user_items(None)
+
+    def prepare(b: Bundle) -> Served:  # also for every bundle a hot reload brings in
+        if b.retrieval is None and not settings.retrieval.is_default:
+            b.use_retrieval(settings.retrieval)  # index built before the first request
+        return Served.prepare(b)
+
+    reloader = Reloader(prepare(bundle), source, metrics, prepare)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        reloader.install_sighup()
         yield
+        reloader.remove_sighup()
         store.close()
 
     app = FastAPI(title="crossrec", summary="Cross-domain recommendations",
                   docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.bundle, app.state.settings, app.state.events = bundle, settings, store
-    app.state.metrics = metrics
+    app.state.settings, app.state.events = settings, store
+    app.state.metrics, app.state.reloader = metrics, reloader
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -190,23 +198,24 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return JSONResponse(_error_body([{"loc": exc.loc, "msg": exc.msg, "type": exc.kind}]),
                             status_code=422)
 
-    async def require_key(authorization: str | None = Header(None),
-                          x_api_key: str | None = Header(None)) -> None:
+    async def require_key(request: Request) -> None:
+        # headers read directly: FastAPI's Header() parameters cost ~0.1 ms a request
         if not settings.auth:
             return
-        key = presented_key(authorization, x_api_key)
+        headers = request.headers
+        key = presented_key(headers.get("authorization"), headers.get("x-api-key"))
         if key is None:
             raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or "
                                 "'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
         if not keys.check(key):
             raise HTTPException(403, "invalid API key")
 
-    def check_domain(domain: str | None, loc: Sequence[str | int]) -> str:
+    def check_domain(cur: Served, domain: str | None, loc: Sequence[str | int]) -> str:
         if domain is None:
-            return bundle.target
-        if domain not in domains:
+            return cur.bundle.target
+        if domain not in cur.domains:
             raise FieldError(loc, f"unknown domain {domain!r}; known: "
-                                  f"{', '.join(train.domains)}")
+                                  f"{', '.join(cur.bundle.train.domains)}")
         return domain
 
     def check_k(k: int) -> None:
@@ -214,11 +223,11 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
             raise FieldError(("body", "k"), f"k must be at most {settings.max_k}",
                              "less_than_equal")
 
-    def items_of(rec: Recommendation) -> list[RecommendedItem]:
+    def items_of(cur: Served, rec: Recommendation) -> list[RecommendedItem]:
         out = []
         for j, (item, score, idx) in enumerate(zip(rec.item_ids, rec.scores, rec.items,
                                                    strict=True)):
-            title = titles[idx]
+            title = cur.titles[idx]
             because = None if rec.because is None else [
                 Because(domain=e.domain, item_id=e.item_id, weight=e.weight)
                 for e in rec.because[j]]
@@ -236,14 +245,16 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
     async def recommend(req: RecommendRequest, request: Request) -> RecommendResponse:
         """Top-k items of a domain for a user and/or a history."""
         request.scope[USER_KEY] = user_hash(log_key, req.user_id)
-        domain = check_domain(req.domain, ("body", "domain"))
+        cur = reloader.current  # this request's bundle, whatever a reload does meanwhile
+        bundle = cur.bundle
+        domain = check_domain(cur, req.domain, ("body", "domain"))
         check_k(req.k)
         history = req.history or []
         if len(history) > settings.max_history:
             raise FieldError(("body", "history"),
                              f"at most {settings.max_history} history items", "too_long")
         for i, h in enumerate(history):
-            check_domain(h.domain, ("body", "history", i, "domain"))
+            check_domain(cur, h.domain, ("body", "history", i, "domain"))
         try:
             rec = bundle.recommend(
                 [req.user_id], domain, req.k, req.exclude_seen,
@@ -257,12 +268,14 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
                                        basis=rec.basis).inc()
         return RecommendResponse(user_id=req.user_id, domain=domain, strategy=rec.strategy,
                                  basis=rec.basis, model_version=bundle.version,
-                                 items=items_of(rec), ignored_history=rec.ignored_history)
+                                 items=items_of(cur, rec), ignored_history=rec.ignored_history)
 
     @api.post("/recommend/text", response_model=TextResponse)
     async def recommend_text(req: TextRequest) -> TextResponse:
         """Top-k items of a domain for a free-text need (models with a text encoder)."""
-        domain = check_domain(req.domain, ("body", "domain"))
+        cur = reloader.current
+        bundle = cur.bundle
+        domain = check_domain(cur, req.domain, ("body", "domain"))
         check_k(req.k)
         try:
             rec = bundle.recommend_text([req.text], domain, req.k)[0]
@@ -273,7 +286,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         metrics.recommendations.labels(domain=domain, strategy=rec.strategy,
                                        basis=rec.basis).inc()
         return TextResponse(domain=domain, strategy=rec.strategy, model_version=bundle.version,
-                            items=items_of(rec))
+                            items=items_of(cur, rec))
 
     @api.post("/events", response_model=EventsResponse)
     def post_events(req: EventsRequest) -> EventsResponse:
@@ -282,12 +295,13 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
             raise FieldError(("body", "events"),
                              f"at most {settings.max_batch_events} events per request",
                              "too_long")
+        cur = reloader.current
         for i, e in enumerate(req.events):
-            check_domain(e.domain, ("body", "events", i, "domain"))
+            check_domain(cur, e.domain, ("body", "events", i, "domain"))
         received = time.time()
         new = store.add([Event(e.event_id, e.user_id, e.domain, e.item_id, e.rating,
                                int(received) if e.timestamp is None else e.timestamp,
-                               received, bundle.version) for e in req.events])
+                               received, cur.bundle.version) for e in req.events])
         for e in new:
             metrics.events.labels(domain=e.domain).inc()
         metrics.duplicates.inc(len(req.events) - len(new))
@@ -298,12 +312,19 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         """Prometheus text exposition."""
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
+    @api.post("/admin/reload", response_model=ReloadResponse)
+    async def admin_reload() -> Response | ReloadResponse:
+        """Load the live version of the store (or the bundle directory) and serve it."""
+        out = ReloadResponse(**await reloader.reload("api"))
+        code = {"failed": 500, "unavailable": 409, "restarting": 202}.get(out.status)
+        return out if code is None else JSONResponse(out.model_dump(), status_code=code)
+
     app.include_router(api)
 
     @app.get("/healthz", response_model=Status)
     async def healthz() -> Status:
         """Liveness: the process answers."""
-        return Status(status="ok", model_version=bundle.version)
+        return Status(status="ok", model_version=reloader.current.bundle.version)
 
     @app.get("/readyz", response_model=Status)
     def readyz() -> Response | Status:
@@ -311,7 +332,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         if not store.ping():
             return JSONResponse(Status(status="unavailable", detail="event store does not "
                                        "answer").model_dump(), status_code=503)
-        return Status(status="ready", model_version=bundle.version)
+        return Status(status="ready", model_version=reloader.current.bundle.version)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics,
@@ -326,11 +347,13 @@ LOG_LEVEL_ENV = "CROSSREC_SERVE_LOG_LEVEL"
 
 def app_from_env() -> FastAPI:
     """App factory for several uvicorn workers (``uvicorn --factory``): each worker process
-    loads the bundle at ``$CROSSREC_SERVE_BUNDLE`` with the settings JSON in
+    loads the bundle (or the store's live version) at ``$CROSSREC_SERVE_BUNDLE`` with the
+    settings JSON in
     ``$CROSSREC_SERVE_SETTINGS``. The workers share nothing but the event store."""
     if not os.environ.get(BUNDLE_ENV):
         raise ConfigError(f"${BUNDLE_ENV} is not set: the bundle directory to serve")
     settings = ServeSettings.model_validate_json(os.environ.get(SETTINGS_ENV) or "{}")
     logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "info").upper(),
                         format="%(asctime)s %(name)s %(message)s")
-    return create_app(Bundle.load(os.environ[BUNDLE_ENV]), settings)
+    source = BundleSource(os.environ[BUNDLE_ENV])
+    return create_app(source.load(), settings, source=source)

@@ -11,7 +11,9 @@ Exposed names (scrape ``GET /metrics``):
   training data), ``unknown`` (an id the model has never seen) or ``anonymous`` (no id); the
   unknown-user share is ``unknown`` over all.
 - ``crossrec_events_total{domain}`` (stored) and ``crossrec_events_duplicate_total``.
-- ``crossrec_model_info{version,model,target}``: 1 for the model being served.
+- ``crossrec_model_info{version,model,target}``: 1 for the model being served (changes on a
+  hot reload).
+- ``crossrec_model_reloads_total{result}``: hot reloads, ``result`` ``ok`` or ``failed``.
 
 ``examples/alerts.yml`` turns them into recording and alerting rules. With several worker
 processes (``crossrec serve --workers N``), ``$PROMETHEUS_MULTIPROC_DIR`` is set and every
@@ -54,6 +56,8 @@ class ServeMetrics:
         self.model = Gauge("crossrec_model_info", "The model being served (value 1)",
                            ("version", "model", "target"), registry=r,
                            multiprocess_mode="livemax")
+        self.reloads = Counter("crossrec_model_reloads", "Hot reloads of the served bundle",
+                               ("result",), registry=r)
 
     def serving(self, version: str, model: str, target: str) -> None:
         """Mark the model being served (the previous one, if any, is cleared)."""

@@ -120,6 +120,17 @@ class EventsResponse(BaseModel):
     duplicates: int
 
 
+class ReloadResponse(BaseModel):
+    """``POST /admin/reload``: the version served now and the one before."""
+
+    status: str = Field(description="reloaded | unchanged | restarting | failed | "
+                        "unavailable")
+    model_version: str
+    previous_version: str
+    seconds: float | None = None
+    detail: str | None = None
+
+
 class Status(BaseModel):
     status: str
     model_version: str | None = None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crossrec.serving.retrieval import RetrievalConfig
+
 KEYS_ENV = "CROSSREC_API_KEYS"  # comma-separated API keys (plain or "sha256:<hex>")
 LOG_KEY_ENV = "CROSSREC_LOG_KEY"  # secret for the keyed hash of user ids in logs
 
@@ -27,6 +29,8 @@ class ServeSettings(BaseModel):
         explain_items: history items returned per recommended item with ``explain=true``.
         log_key_env: environment variable with the secret of the keyed hash (HMAC-SHA256) of
             user ids in logs; a random per-process secret when unset.
+        retrieval: how the top k are found (``crossrec.serving.retrieval``): exact scoring by
+            default, or an ANN index / compressed item vectors / an int8 user encoder.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -41,3 +45,4 @@ class ServeSettings(BaseModel):
     max_batch_events: int = Field(1000, ge=1)
     explain_items: int = Field(3, ge=1, le=50)
     log_key_env: str = LOG_KEY_ENV
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)

@@ -10,7 +10,8 @@ A model's test file is a few lines::
 The suite fits the model once per class on the synthetic two-domain data
 (``make_two_domain``) under a cold-start split of the target, then checks construction,
 config validation, score shapes and dtypes, batch == one-by-one scoring, ``state`` ->
-``restore`` through safetensors, anonymous users with a ``Query.history``, determinism, and a
+``restore`` through safetensors, anonymous users with a ``Query.history``, the two-tower view
+(``retrieval_vectors``) where the model has one, determinism, and a
 known answer: a model that transfers must beat popularity on the cold-start test users.
 """
 
@@ -206,6 +207,31 @@ class RecommenderContract:
             scores = fitted.score(query, domain)
             assert scores.shape == (3, split.train.info.n_domain_items(domain))
             assert torch.isfinite(scores).all()
+
+    def test_retrieval_vectors(self, fitted: Recommender, split: Split,
+                               users: torch.Tensor) -> None:
+        """Where a model has a two-tower view (serving's ANN index), ``users @ items.T`` is
+        its score, for known users and for anonymous users with a ``Query.history``."""
+        if fitted.retrieval_items(TARGET) is None:
+            assert fitted.retrieval_vectors(Query(users), TARGET) is None
+            pytest.skip("model has no two-tower view (exact scoring only)")
+        src, tgt = split.train.domain_items(SOURCE), split.train.domain_items(TARGET)
+        history = torch.tensor([[src.start, src.start + 1, tgt.start, -1],
+                                [-1, -1, -1, -1],
+                                [tgt.start + 2, src.start + 3, -1, -1]])
+        queries = (Query(users), Query(torch.full((3,), -1, dtype=torch.long), history))
+        for domain in split.train.domains:
+            if domain != TARGET and not self.scores_every_domain:
+                with pytest.raises(DataError):
+                    fitted.retrieval_vectors(Query(users), domain)
+                continue
+            for query in queries:
+                u, v = fitted.retrieval_vectors(query, domain)
+                assert u.dtype == v.dtype == torch.float32
+                assert v.shape == (split.train.info.n_domain_items(domain), u.shape[1])
+                assert u.shape[0] == len(query.users)
+                torch.testing.assert_close((u @ v.T).cpu(), fitted.score(query, domain).cpu(),
+                                           rtol=1e-4, atol=1e-4)
 
     def test_history_replaces_training_history(self, fitted: Recommender, split: Split,
                                                users: torch.Tensor) -> None:

@@ -54,6 +54,24 @@ class HashingEncoder:
         return out / np.maximum(norm, 1e-12)
 
 
+def install_hashing_encoder(dim: int = 256) -> HashingEncoder:
+    """From now on, ``crossrec.encoders.load_encoder("hashing")`` gives a HashingEncoder in
+    this process (other names load their models).
+
+    For worker processes a test cannot wrap in ``hashing_encoder``, e.g. Ray workers:
+    ``runtime_env={"worker_process_setup_hook": "crossrec.testing.text.install_hashing_encoder"}``.
+    """
+    import crossrec.encoders as encoders
+
+    original, encoder = encoders.load_encoder, HashingEncoder(dim)
+
+    def load(name: str, **kwargs: object) -> TextEncoder:
+        return encoder if name == NAME else original(name, **kwargs)
+
+    encoders.load_encoder = load
+    return encoder
+
+
 @contextmanager
 def hashing_encoder(dim: int = 256, *, cache_dir: str | Path | None = None
                     ) -> Iterator[HashingEncoder]:
@@ -69,12 +87,7 @@ def hashing_encoder(dim: int = 256, *, cache_dir: str | Path | None = None
     import crossrec.encoders as encoders
 
     original, old_cache = encoders.load_encoder, os.environ.get("CROSSREC_CACHE")
-    encoder = HashingEncoder(dim)
-
-    def load(name: str, **kwargs: object) -> TextEncoder:
-        return encoder if name == NAME else original(name, **kwargs)
-
-    encoders.load_encoder = load
+    encoder = install_hashing_encoder(dim)
     if cache_dir is not None:
         os.environ["CROSSREC_CACHE"] = str(cache_dir)
     try:

@@ -32,6 +32,7 @@ from crossrec.training.checkpoint import (
     restore_rng,
     save_resume_point,
 )
+from crossrec.training.ddp import DataParallel, micro_stage, world
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class Trainer:
     """Runs the stages of a ``TorchRecommender``.
 
     Per stage: Adam over the parameters whose names start with one of ``stage.trainable``
-    (all when empty; the others are frozen for the stage), ``stage.epochs`` passes over
+    (all when empty; the others are frozen for the stage; of a table named in ``stage.rows``,
+    only those rows, e.g. one domain's items), ``stage.epochs`` passes over
     ``model.batches``, validation after each epoch when ``options.validate`` is set (higher is
     better) with early stopping after ``stage.patience`` epochs without improvement, and the
     best weights restored at the end of the stage. With ``options.run_dir`` each epoch appends
@@ -97,12 +99,17 @@ class Trainer:
     a run continues from that point: finished stages and epochs are skipped and the random
     streams continue, so the result equals an uninterrupted run.
 
+    Under an initialised ``torch.distributed`` process group (Ray Train, torchrun) each rank
+    trains on its share of every step's batches through DDP, rank 0 validates for all and is
+    the only one to write files (see ``crossrec.training.ddp``).
+
     Example:
         >>> Trainer(FitOptions(target="movies")).fit(model, train, stages)  # doctest: +SKIP
     """
 
     def __init__(self, options: FitOptions) -> None:
         self.options = options
+        self.dp: DataParallel | None = None  # set by fit() under a process group
 
     def fit(
         self, model: TorchRecommender, train: MultiDomainDataset, stages: list[Stage]
@@ -111,12 +118,21 @@ class Trainer:
         rng = np.random.default_rng(self.options.seed)
         run_dir = Path(self.options.run_dir) if self.options.run_dir is not None else None
         plan = [[s.name, s.epochs] for s in stages]
+        rank, size = world()
+        self.dp = DataParallel(rank, size) if size > 1 else None
         point = self._resume_point(run_dir, plan)
-        if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _truncate_log(run_dir / LOG_FILE, point.log_lines if point else 0)
+        where = [-1.0, -1.0] if point is None else [point.stage_index, point.epoch]
+        if self.dp is not None and not self.dp.agree(where):
+            raise CheckpointError(f"{run_dir}: the ranks found different resume points; the "
+                                  "run directory must be on storage every worker sees")
+        writes = run_dir if rank == 0 else None  # only rank 0 writes files
+        if writes is not None:
+            writes.mkdir(parents=True, exist_ok=True)
+            _truncate_log(writes / LOG_FILE, point.log_lines if point else 0)
             if point is None:  # a fresh run: a stale point must not be resumed later
-                clear_resume_point(run_dir)
+                clear_resume_point(writes)
+        if self.dp is not None:
+            self.dp.barrier()
         summary = TrainSummary()
         if point is not None:
             summary.stages = [StageSummary(**s) for s in point.finished]
@@ -126,13 +142,14 @@ class Trainer:
                    TextColumn("{task.fields[info]}"))
         with contextlib.ExitStack() as stack:
             # rich prints a newline even when disabled: no Progress at all when silent
-            bar = stack.enter_context(Progress(*columns)) if self.options.progress else None
+            shown = self.options.progress and rank == 0
+            bar = stack.enter_context(Progress(*columns)) if shown else None
             for index, stage in enumerate(stages):
                 if point is not None and index < point.stage_index:
                     continue
                 here = point if point is not None and index == point.stage_index else None
                 ctx = _Context(index, plan, summary, here)
-                summary.stages.append(self._stage(model, train, stage, rng, bar, run_dir, ctx))
+                summary.stages.append(self._stage(model, train, stage, rng, bar, writes, ctx))
         model.eval()
         return summary
 
@@ -168,7 +185,11 @@ class Trainer:
         chosen = {id(p) for p in params}
         for p in model.parameters():
             p.requires_grad_(id(p) in chosen)
-        optimizer = torch.optim.Adam(params, lr=stage.learning_rate,
+        if self.dp is None:
+            optimised, hooks = _row_views(model, stage, params)
+        else:  # DDP reduces whole gradients; rows only spare work, the steps are the same
+            optimised, hooks = list(params), []
+        optimizer = torch.optim.Adam(optimised, lr=stage.learning_rate,
                                      weight_decay=stage.weight_decay)
         task = bar.add_task(f"stage {stage.name}", total=stage.epochs, info="") if bar else None
         best_valid: float | None = None
@@ -185,11 +206,12 @@ class Trainer:
             start -= pt.seconds
             if bar is not None:
                 bar.update(task, advance=epoch)
+        loss_fn = model.loss if self.dp is None else self.dp.wrap(model)
         try:
             first, last = epoch + 1, (epoch if stopped else stage.epochs)  # stopped: no more
             for epoch in range(first, last + 1):
                 t0 = time.perf_counter()
-                loss = self._epoch(model, train, stage, rng, optimizer, epoch)
+                loss = self._epoch(model, train, stage, rng, optimizer, epoch, loss_fn)
                 valid = self._validate(model) if stage.validate else None
                 improved = valid is None or best_valid is None or valid > best_valid
                 if improved:
@@ -224,6 +246,8 @@ class Trainer:
                 if stopped:
                     break
         finally:
+            for hook in hooks:
+                hook.remove()
             for name, p in model.named_parameters():
                 p.requires_grad_(saved_flags[name])
         if best_state is not None:
@@ -239,27 +263,43 @@ class Trainer:
         rng: np.random.Generator,
         optimizer: torch.optim.Optimizer,
         epoch: int,
+        loss_fn: Any,
     ) -> float:
-        """One pass over the stage's batches; returns the mean batch loss."""
+        """One pass over the stage's batches; returns the mean batch loss.
+
+        ``loss_fn(batch, stage name)`` is ``model.loss`` or its DDP wrapper; with DDP this
+        rank trains on its share of micro-batches (``DataParallel.shard``).
+        """
         model.train()
         total, n_batches = 0.0, 0
-        for batch in model.batches(train, stage, rng):
-            loss = model.loss(move(batch, self.options.device), stage.name)
+        if self.dp is None:
+            steps = ((b, 1.0) for b in model.batches(train, stage, rng))
+        else:
+            size = self.dp.world_size
+            steps = self.dp.shard(model.batches(train, micro_stage(stage, size), rng))
+        for batch, weight in steps:
+            loss = loss_fn(move(batch, self.options.device), stage.name)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"stage {stage.name!r} epoch {epoch}: loss is {loss.item()} after "
                     f"{n_batches} batches; lower the learning rate ({stage.learning_rate})"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             optimizer.step()
-            total += loss.item()
-            n_batches += 1
+            if weight:
+                total += loss.item()
+                n_batches += 1
+        if self.dp is not None:  # the mean over every rank's micro-batches
+            total, n_batches = self.dp.sum_over_ranks(total, n_batches)
         return total / n_batches if n_batches else float("nan")
 
     def _validate(self, model: TorchRecommender) -> float | None:
+        """``options.validate(model)`` (higher is better); under DDP rank 0's, on every rank."""
         if self.options.validate is None:
             return None
+        if self.dp is not None and self.dp.rank != 0:
+            return self.dp.from_rank0(None)
         model.eval()
         try:
             with torch.no_grad():
@@ -268,7 +308,7 @@ class Trainer:
             model.train()
         if math.isnan(value):
             raise ValueError("options.validate returned NaN; it must return a number")
-        return value
+        return value if self.dp is None else self.dp.from_rank0(value)
 
 
 @dataclass
@@ -308,6 +348,63 @@ def _select(model: TorchRecommender, prefixes: tuple[str, ...]) -> list[torch.nn
         names = ", ".join(name for name, _ in named) or "none"
         raise ValueError(f"no parameter name starts with {list(prefixes)}; parameters: {names}")
     return chosen
+
+
+class _RowGrad:
+    """Post-accumulate-grad hook of a parameter trained on ``rows`` only: hands those rows of
+    its gradient to ``view`` (the tensor Adam updates) and clears the parameter's own gradient
+    (the optimiser does not know it, so nothing else would). The first call checks that no
+    other row got a gradient."""
+
+    def __init__(self, view: torch.Tensor, rows: slice, label: str) -> None:
+        self.view, self.rows, self.label, self.checked = view, rows, label, False
+
+    def __call__(self, param: torch.Tensor) -> None:
+        grad = param.grad
+        if not self.checked:
+            if grad[: self.rows.start].any() or grad[self.rows.stop :].any():
+                raise ValueError(f"{self.label} got a gradient outside rows {self.rows.start}:"
+                                 f"{self.rows.stop}; fix the model's Stage.rows")
+            self.checked = True
+        self.view.grad = grad[self.rows]
+        param.grad = None
+
+
+def _row_views(
+    model: TorchRecommender, stage: Stage, params: list[torch.nn.Parameter]
+) -> tuple[list[torch.Tensor], list[Any]]:
+    """The tensors the stage's optimiser updates, and the hooks to remove after the stage.
+
+    A parameter named in ``stage.rows`` is replaced by a view of those rows (same storage),
+    whose gradient a ``_RowGrad`` hook sets after each backward; the others stay as they are.
+    Adam over the view equals Adam over the whole table when the other rows never get a
+    gradient (their moments stay 0, so their update is 0), but skips its work on them. Not
+    applied with a weight decay, which would move those rows too.
+    """
+    if not stage.rows or stage.weight_decay:
+        return list(params), []
+    names = {id(p): name for name, p in model.named_parameters()}
+    unknown = sorted(set(stage.rows) - set(names.values()))
+    if unknown:
+        raise ValueError(f"stage {stage.name!r}: Stage.rows names {unknown}, which are not "
+                         "parameters of the model")
+    out: list[torch.Tensor] = []
+    hooks = []
+    for p in params:
+        rows = stage.rows.get(names[id(p)])
+        if rows is None:
+            out.append(p)
+            continue
+        start, stop, step = rows.indices(len(p))
+        if step != 1:
+            raise ValueError(f"stage {stage.name!r}: Stage.rows[{names[id(p)]!r}] must be a "
+                             f"contiguous slice, got {rows}")
+        view = p.detach()[start:stop]  # a leaf sharing p's storage
+        label = f"stage {stage.name!r}: {names[id(p)]}"
+        hooks.append(p.register_post_accumulate_grad_hook(
+            _RowGrad(view, slice(start, stop), label)))
+        out.append(view)
+    return out, hooks
 
 
 def _save_checkpoint(state: dict[str, torch.Tensor], path: Path, stage: str, epoch: int) -> None:

@@ -176,6 +176,18 @@ class BPR(TorchRecommender):
         items = self.config.check_domain(train, domain, self.options.target)
         return self.user_vectors(query) @ self.item_embedding.weight[items].T
 
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), d]`` item embeddings (the two-tower view of ``score``)."""
+        items = self.config.check_domain(self._check_fitted(), domain, self.options.target)
+        return self.item_embedding.weight[items]
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d]`` user vectors (see ``user_vectors``)."""
+        self.config.check_domain(self._check_fitted(), domain, self.options.target)
+        return self.user_vectors(query)
+
 
 def positive_keys(train: MultiDomainDataset) -> np.ndarray:
     """Sorted unique ``user * n_items + item`` of every training interaction (int64)."""

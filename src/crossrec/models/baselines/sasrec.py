@@ -174,3 +174,14 @@ class SASRec(TorchRecommender):
         train = self._check_fitted()
         items = train.domain_items(domain)
         return self.user_vectors(query) @ self.item_embedding.weight[items].T
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), D]`` the (shared) item embeddings of ``domain``."""
+        return self.item_embedding.weight[self._check_fitted().domain_items(domain)]
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, D]`` encoder states (``user_vectors``)."""
+        self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        return self.user_vectors(query)

@@ -19,7 +19,7 @@ from pydantic import Field
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import PAD, user_sequences
 from crossrec.errors import DataError
-from crossrec.models.base import FitOptions, Query, Recommender
+from crossrec.models.base import FitOptions, Query, Recommender, with_column
 from crossrec.models.text import QueryEncoder, TextConfig
 
 
@@ -166,6 +166,18 @@ class TextZeroShot(Recommender):
         if self.weight:
             scores = scores + self.weight * self.popularity[items]
         return scores
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), dim + 1]`` text vectors, then ``w`` x popularity."""
+        items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        return with_column(self.vectors[items], self.weight * self.popularity[items])
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, dim + 1]`` normalised history vectors, then 1."""
+        self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        return with_column(torch.nn.functional.normalize(self.user_vectors(query), dim=1), 1.0)
 
     @torch.no_grad()
     def score_text(self, texts: list[str], domain: str) -> torch.Tensor:

@@ -38,6 +38,7 @@ from crossrec.models.base import (
     Recommender,
     Stage,
     TorchRecommender,
+    with_column,
 )
 from crossrec.models.baselines.bpr import positive_keys, sample_negatives
 
@@ -132,6 +133,14 @@ def factor_batches(
         else:
             batch.ratings = torch.from_numpy(ratings[idx])
         yield batch
+
+
+def item_rows(train: MultiDomainDataset, domains: Sequence[str]) -> slice:
+    """The global item indices from the first to the last item of ``domains`` (items are
+    grouped by domain): the rows of an item table that a stage over ``domains`` can train
+    (``Stage.rows``), when its negatives come from the positives' domains."""
+    parts = [train.domain_items(d) for d in domains]
+    return slice(min(p.start for p in parts), max(p.stop for p in parts))
 
 
 def factor_loss(
@@ -283,15 +292,36 @@ class CMF(TorchRecommender):
         """
         train = self._check_fitted()
         items = self.config.check_domain(train, domain, self.options.target)
-        if query.history is None:
-            users = check_users(train, query.users).to(self.user_embedding.weight.device)
-            u = self.user_embedding(users) * self.seen[users][:, None]  # unseen users: zero
-        else:
-            catalogue = self.config.catalogue(train, self.options.target)
-            mask = np.zeros(train.n_items, bool)
-            mask[catalogue] = True
-            u, _ = fold_in(self, query, self.item_embedding, mask)
-        out = u @ self.item_embedding.weight[items].T  # [B, n]
+        out = self.user_vectors(query) @ self.item_embedding.weight[items].T  # [B, n]
         if self.item_bias is not None:
             out = out + self.item_bias.weight[items, 0]
         return out + self.domain_mean[train.info.domain_index(domain)]
+
+    @torch.no_grad()
+    def user_vectors(self, query: Query) -> torch.Tensor:
+        """``[B, d]`` shared user factors (zero for a user unseen in training), or the mean
+        factor of ``query.history``'s items."""
+        train = self._check_fitted()
+        if query.history is None:
+            users = check_users(train, query.users).to(self.user_embedding.weight.device)
+            return self.user_embedding(users) * self.seen[users][:, None]  # unseen users: zero
+        catalogue = self.config.catalogue(train, self.options.target)
+        mask = np.zeros(train.n_items, bool)
+        mask[catalogue] = True
+        return fold_in(self, query, self.item_embedding, mask)[0]
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), d + 1]`` item factors, then ``b_i + μ_domain``."""
+        train = self._check_fitted()
+        items = self.config.check_domain(train, domain, self.options.target)
+        bias = (self.item_bias.weight[items, 0] if self.item_bias is not None
+                else torch.zeros(items.stop - items.start, device=self.domain_mean.device))
+        return with_column(self.item_embedding.weight[items],
+                           bias + self.domain_mean[train.info.domain_index(domain)])
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d + 1]`` user factors, then 1."""
+        self.config.check_domain(self._check_fitted(), domain, self.options.target)
+        return with_column(self.user_vectors(query), 1.0)

@@ -36,7 +36,14 @@ from torch import nn
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
 from crossrec.models.alignment import Aligner, AlignmentKind, ramp
-from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
+from crossrec.models.base import (
+    FactorConfig,
+    FitOptions,
+    Query,
+    Stage,
+    TorchRecommender,
+    with_column,
+)
 from crossrec.models.baselines.bpr import positive_keys
 from crossrec.models.cross.cmf import FactorBatch, factor_batches
 from crossrec.models.history import check_query, masked_mean, select_history, training_histories
@@ -266,3 +273,25 @@ class DANN(TorchRecommender):
         if self.item_bias is not None:
             out = out + self.item_bias.weight[items, 0]
         return out
+
+    def _target_items(self, domain: str) -> slice:
+        """The target's global items; DataError for any other domain (only it is scored)."""
+        items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        if domain != self.options.target:
+            raise DataError(f"DANN was fitted to score the target {self.options.target!r}; "
+                            f"it cannot score {domain!r}")
+        return items
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(target), d + 1]`` output item embeddings, then the item bias."""
+        items = self._target_items(domain)
+        bias = (self.item_bias.weight[items, 0] if self.item_bias is not None
+                else torch.zeros(items.stop - items.start, device=self.item_output.weight.device))
+        return with_column(self.item_output.weight[items], bias)
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d + 1]`` encoded users (``user_vectors``), then 1."""
+        self._target_items(domain)
+        return with_column(self.user_vectors(query), 1.0)

@@ -28,7 +28,14 @@ from pydantic import Field
 from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
-from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
+from crossrec.models.base import (
+    FactorConfig,
+    FitOptions,
+    Query,
+    Stage,
+    TorchRecommender,
+    with_column,
+)
 from crossrec.models.baselines.bpr import positive_keys
 from crossrec.models.cross.cmf import (
     FactorBatch,
@@ -37,6 +44,7 @@ from crossrec.models.cross.cmf import (
     factor_batches,
     factor_loss,
     fold_in,
+    item_rows,
 )
 
 
@@ -126,13 +134,21 @@ class EMCDR(TorchRecommender):
         return options.sources or tuple(d for d in train.domains if d != options.target)
 
     def default_stages(self, sources: Sequence[str], target: str) -> list[Stage]:
-        c = self.config
-        sources = tuple(sources) or self._sources(self._check_fitted(), self.options)
+        c, train = self.config, self._check_fitted()
+        sources = tuple(sources) or self._sources(train, self.options)
         mf = dict(epochs=c.epochs, learning_rate=c.learning_rate, batch_size=c.batch_size,
                   validate=False)
+
+        def rows(side: str, domains: tuple[str, ...]) -> dict[str, slice]:
+            """Item rows an MF stage trains (its negatives share the positive's domain)."""
+            tables = ("item", "bias") if c.item_bias else ("item",)
+            return {f"{side}_{t}.weight": item_rows(train, domains) for t in tables}
+
         return [
-            Stage("source_mf", domains=sources, trainable=("source_",), **mf),
-            Stage("target_mf", domains=(target,), trainable=("target_",), **mf),
+            Stage("source_mf", domains=sources, trainable=("source_",),
+                  rows=rows("source", sources), **mf),
+            Stage("target_mf", domains=(target,), trainable=("target_",),
+                  rows=rows("target", (target,)), **mf),
             Stage("mapping", epochs=c.mapping_epochs, learning_rate=c.mapping_learning_rate,
                   batch_size=c.mapping_batch_size, weight_decay=c.mapping_weight_decay,
                   trainable=("mapping",), patience=c.patience),
@@ -191,14 +207,38 @@ class EMCDR(TorchRecommender):
         items = train.domain_items(domain)  # DataError for an unknown domain
         index = train.info.domain_index(domain)
         side = "target" if index == self._target else "source"
-        if side == "target":
-            u = self.target_vectors(query)
-        elif query.history is None:
-            u = self.source_user(check_users(train, query.users).to(self.warm.device))
-        else:
-            u, _ = fold_in(self, query, self.source_item, self.source_item_mask.cpu().numpy())
-        out = u @ getattr(self, f"{side}_item").weight[items].T  # [B, n]
+        out = self.user_vectors(query, domain) @ getattr(self, f"{side}_item").weight[items].T
         bias = getattr(self, f"{side}_bias")
         if bias is not None:
             out = out + bias.weight[items, 0]
-        return out + self.domain_mean[index]
+        return out + self.domain_mean[index]  # [B, n]
+
+    @torch.no_grad()
+    def user_vectors(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d]`` user factors for ``domain``: the target's (own or mapped), else the
+        source factorisation's (own, or the mean source factor of ``query.history``)."""
+        train = self._check_fitted()
+        train.domain_items(domain)  # DataError for an unknown domain
+        if train.info.domain_index(domain) == self._target:
+            return self.target_vectors(query)
+        if query.history is None:
+            return self.source_user(check_users(train, query.users).to(self.warm.device))
+        return fold_in(self, query, self.source_item, self.source_item_mask.cpu().numpy())[0]
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), d + 1]`` the side's item factors, then bias + domain mean."""
+        train = self._check_fitted()
+        items = train.domain_items(domain)  # DataError for an unknown domain
+        index = train.info.domain_index(domain)
+        side = "target" if index == self._target else "source"
+        bias = getattr(self, f"{side}_bias")
+        column = (bias.weight[items, 0] if bias is not None
+                  else torch.zeros(items.stop - items.start, device=self.warm.device))
+        return with_column(getattr(self, f"{side}_item").weight[items],
+                           column + self.domain_mean[index])
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d + 1]`` user factors (``user_vectors``), then 1."""
+        return with_column(self.user_vectors(query, domain), 1.0)

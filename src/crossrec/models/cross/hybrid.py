@@ -36,7 +36,7 @@ from torch import nn
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import user_sequences
 from crossrec.models.alignment import Aligner
-from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender
+from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender, with_column
 from crossrec.models.baselines.text_zero_shot import log_popularity, query_histories
 from crossrec.models.text import TextConfig
 
@@ -305,3 +305,17 @@ class Hybrid(TorchRecommender):
         idx = torch.arange(items.start, items.stop, device=self.text.device)
         vec, bias = self.item_vectors(idx)
         return u @ vec.T + bias[None, :] + self.prior_weight * self.popularity[idx][None, :]
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), D + 1]`` item vectors, then bias plus the popularity prior."""
+        items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        idx = torch.arange(items.start, items.stop, device=self.text.device)
+        vec, bias = self.item_vectors(idx)
+        return with_column(vec, bias + self.prior_weight * self.popularity[idx])
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, D + 1]`` pooled user vectors, then 1."""
+        self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        return with_column(self.user_vectors(query), 1.0)

@@ -38,9 +38,16 @@ from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
-from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
+from crossrec.models.base import (
+    FactorConfig,
+    FitOptions,
+    Query,
+    Stage,
+    TorchRecommender,
+    with_column,
+)
 from crossrec.models.baselines.bpr import BPR
-from crossrec.models.cross.cmf import domain_means
+from crossrec.models.cross.cmf import domain_means, item_rows
 
 
 class PTUPCDRConfig(FactorConfig):
@@ -173,13 +180,15 @@ class PTUPCDR(TorchRecommender):
         return tuple(self.options.sources) or tuple(d for d in train.domains if d != target)
 
     def default_stages(self, sources: Sequence[str], target: str) -> list[Stage]:
-        c = self.config
+        c, train = self.config, self._check_fitted()
         sources = tuple(sources) or self.source_domains()
         mf = dict(epochs=c.mf_epochs, learning_rate=c.mf_learning_rate,
                   batch_size=c.batch_size, validate=False)
-        return [
-            Stage("source_mf", domains=sources, trainable=("source_",), **mf),
-            Stage("target_mf", domains=(target,), trainable=("target_",), **mf),
+        return [  # an MF stage trains its domains' item rows (negatives: the positive's domain)
+            Stage("source_mf", domains=sources, trainable=("source_",),
+                  rows={"source_item.weight": item_rows(train, sources)}, **mf),
+            Stage("target_mf", domains=(target,), trainable=("target_",),
+                  rows={"target_item.weight": item_rows(train, (target,))}, **mf),
             Stage("meta", epochs=c.meta_epochs, learning_rate=c.meta_learning_rate,
                   batch_size=c.batch_size, domains=(target,), trainable=("meta",),
                   patience=c.patience),
@@ -340,12 +349,30 @@ class PTUPCDR(TorchRecommender):
         """
         train = self._check_fitted()
         items = train.domain_items(domain)  # DataError for an unknown domain
-        if domain == self.options.target:
-            table = self.target_item
-        elif domain in self.source_domains():
-            table = self.source_item
-        else:
-            raise DataError(f"PTUPCDR was fitted with target {self.options.target!r} and "
-                            f"sources {list(self.source_domains())}; it cannot score {domain!r}")
+        table = self._item_table(domain)
         mean = self.domain_mean[train.info.domain_index(domain)]  # 0 with "bpr"
         return self.user_vectors(query, domain) @ table.weight[items].T + mean
+
+    def _item_table(self, domain: str) -> nn.Embedding:
+        """The item factors that score ``domain``; DataError for a domain not fitted."""
+        self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        if domain == self.options.target:
+            return self.target_item
+        if domain in self.source_domains():
+            return self.source_item
+        raise DataError(f"PTUPCDR was fitted with target {self.options.target!r} and "
+                        f"sources {list(self.source_domains())}; it cannot score {domain!r}")
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), d + 1]`` item factors, then the domain mean (0 with "bpr")."""
+        train = self._check_fitted()
+        table = self._item_table(domain)
+        return with_column(table.weight[train.domain_items(domain)],
+                           self.domain_mean[train.info.domain_index(domain)])
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d + 1]`` user factors (transferred for cold target users), then 1."""
+        self._item_table(domain)
+        return with_column(self.user_vectors(query, domain), 1.0)

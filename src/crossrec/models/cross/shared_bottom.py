@@ -27,7 +27,14 @@ from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
-from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
+from crossrec.models.base import (
+    FactorConfig,
+    FitOptions,
+    Query,
+    Stage,
+    TorchRecommender,
+    with_column,
+)
 from crossrec.models.baselines.bpr import positive_keys
 from crossrec.models.cross.cmf import FactorBatch, factor_batches
 from crossrec.models.history import (
@@ -214,3 +221,16 @@ class SharedBottom(TorchRecommender):
         if self.item_bias is not None:
             out = out + self.item_bias.weight[items, 0]
         return out
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), d + 1]`` output item embeddings, then the item bias."""
+        items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        bias = (self.item_bias.weight[items, 0] if self.item_bias is not None
+                else torch.zeros(items.stop - items.start, device=self.item_output.weight.device))
+        return with_column(self.item_output.weight[items], bias)
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, d + 1]`` the domain tower's output (``user_vectors``), then 1."""
+        return with_column(self.user_vectors(query, domain), 1.0)

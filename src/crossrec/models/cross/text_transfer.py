@@ -36,7 +36,7 @@ from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import user_sequences
-from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender
+from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender, with_column
 from crossrec.models.cross.text_batches import SequenceBatch, adapt_batches, pretrain_batches
 from crossrec.models.history import check_query, select_history, training_histories
 from crossrec.models.layers import MoEAdapter, SequenceEncoder
@@ -287,6 +287,22 @@ class TextTransfer(TorchRecommender):
         items = train.domain_items(domain)  # DataError for an unknown domain
         index = torch.arange(items.start, items.stop, device=self.text.device)
         return self._logits(self.user_vectors(query), index)
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor:
+        """``[n_items(domain), D + 1]`` normalised adapted item vectors, then item bias plus
+        the weighted popularity prior (the item side of ``_logits``)."""
+        items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        index = torch.arange(items.start, items.stop, device=self.text.device)
+        table = F.normalize(self.adapter(self.text[index]), dim=-1)
+        return with_column(table, self.item_bias[index] + self.pop_weight * self.pop_prior[index])
+
+    @torch.no_grad()
+    def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
+        """``[B, D + 1]`` normalised user vectors over the temperature, then 1."""
+        self._check_fitted().domain_items(domain)  # DataError for an unknown domain
+        users = F.normalize(self.user_vectors(query), dim=-1) / self.config.temperature
+        return with_column(users, 1.0)
 
     @torch.no_grad()
     def score_text(self, texts: list[str], domain: str) -> torch.Tensor:

@@ -1,0 +1,303 @@
+"""Scale: prepare time and memory, dataset bytes, one BPR epoch and full-ranking evaluation
+at growing sizes, with the fitted growth exponent of each.
+
+Run: ``python benchmarks/scale.py --json runs/bench/scale.json [--sizes 1e6,5e6,2e7]``.
+
+Per size ``n`` (interactions before cleaning) the script writes synthetic three-domain logs as
+hive-partitioned Parquet (``raw/domain=<d>/part-*.parquet``, string ids; ``n / 40`` users,
+``n / 100`` items per domain, skewed item popularity, so duplicates exist), then runs each
+stage in a fresh subprocess (its peak RSS is that process's ``ru_maxrss``):
+
+* ``prepare``: ``prepare_large`` (DuckDB, ``--memory-limit``, dedupe, 5-core), i.e.
+  ``crossrec prepare tabular raw/ out --engine duckdb``;
+* ``model``: load the prepared dataset (bytes held per interaction: ``memory_usage(deep=True)``
+  of the interactions, the user and item vocabularies and the item texts, and the RSS growth
+  of the load), a ``cold_start_users`` split (target ``movies``), one BPR epoch
+  (``epochs = 1``, ``train_on = "all"``, d = 64, Adam; fit time includes building its batches)
+  and full-ranking evaluation of a **fixed sample** of ``--eval-users`` test users against
+  every ``movies`` item (its cost grows with the number of items, i.e. linearly here).
+
+The growth exponent is the slope of ``log(value)`` against ``log(n)`` over the sizes (1 is
+linear). ``--ray-size`` adds, at that size, evaluation of *all* test users in-process and
+with ``evaluate --workers 1`` and ``2`` (Ray tasks on this machine's cores), and
+``crossrec train --workers`` 1 vs 2 when that command exists. A log-log PNG is written beside
+the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DOMAINS = ("books", "movies", "music")
+SHARE = (0.4, 0.35, 0.25)
+CHUNK = 1_000_000
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def generate(n: int, root: Path, seed: int = 0) -> dict:
+    """Synthetic logs of ``n`` rows as hive-partitioned Parquet, written chunk by chunk."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    n_users, n_items = max(1, n // 40), max(1, n // 100)
+    perm = [rng.permutation(n_items) for _ in DOMAINS]
+    for c, start in enumerate(range(0, n, CHUNK)):
+        m = min(CHUNK, n - start)
+        dom = rng.choice(len(DOMAINS), size=m, p=SHARE)
+        users = rng.integers(0, n_users, size=m)
+        pop = (n_items * rng.random(m) ** 3).astype(np.int64)
+        ts = rng.integers(1_300_000_000, 1_600_000_000, size=m)
+        rating = rng.integers(1, 6, size=m).astype(np.float32)
+        for d, name in enumerate(DOMAINS):
+            sel = dom == d
+            items = perm[d][pop[sel]]
+            table = pa.table({
+                "user_id": pc.binary_join_element_wise("u", pa.array(users[sel]).cast(pa.string()),
+                                                       ""),
+                "item_id": pc.binary_join_element_wise(name[0], pa.array(items).cast(pa.string()),
+                                                       ""),
+                "rating": pa.array(rating[sel]), "timestamp": pa.array(ts[sel])})
+            out = root / f"domain={name}" / f"part-{c:04d}.parquet"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, out)
+    return {"users": n_users, "items_per_domain": n_items,
+            "bytes_on_disk": sum(f.stat().st_size for f in root.rglob("*.parquet"))}
+
+
+# ----------------------------------------------------------------------------- stages
+def stage_prepare(raw: Path, out: Path, memory_limit: str, k_core: int) -> dict:
+    from crossrec.data.large import prepare_large
+
+    t = time.perf_counter()
+    meta = prepare_large(raw, out, k_core=k_core, memory_limit=memory_limit, name="scale",
+                         temp_dir=out.parent)
+    return {"prepare_s": time.perf_counter() - t, "prepare_peak_rss_mib": peak_rss_mib(),
+            "interactions": meta["stats"]["interactions"], "users": meta["stats"]["users"],
+            "items": meta["stats"]["items"], "report": meta["report"]}
+
+
+def dataset_bytes(ds) -> int:  # noqa: ANN001
+    """Bytes the loaded dataset holds: interactions, vocabularies, item domains and texts."""
+    b = int(ds.interactions.memory_usage(deep=True).sum())
+    b += int(ds.users._index.memory_usage(deep=True)) + int(ds.items._index.memory_usage(deep=True))
+    b += ds.item_domain.nbytes + sum(sys.getsizeof(t) for t in ds.item_text)
+    return b + int(ds.item_attrs.memory_usage(deep=True).sum())
+
+
+def stage_model(data: Path, eval_users: int, ray_workers: list[int]) -> dict:
+    import torch
+
+    from crossrec.data.dataset import MultiDomainDataset
+    from crossrec.data.split import cold_start_users
+    from crossrec.eval.ranking import evaluate
+    from crossrec.experiment import build_model
+    from crossrec.models.base import FitOptions
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    base = rss_mib()
+    t = time.perf_counter()
+    ds = MultiDomainDataset.load(data)
+    out: dict = {"load_s": time.perf_counter() - t}
+    n = len(ds.interactions)
+    out["dataset_bytes"] = dataset_bytes(ds)
+    out["bytes_per_interaction"] = out["dataset_bytes"] / n
+    out["rss_growth_per_interaction"] = (rss_mib() - base) * 2**20 / n
+    t = time.perf_counter()
+    split = cold_start_users(ds, ["books", "music"], "movies", 0.2, seed=0)
+    out["split_s"] = time.perf_counter() - t
+    model = build_model({"name": "bpr", "epochs": 1, "train_on": "all"})
+    t, c = time.perf_counter(), time.process_time()
+    model.fit(split.train, FitOptions(target="movies", sources=("books", "music"),
+                                      progress=False))
+    out["epoch_s"], out["epoch_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    out["train_interactions"] = len(split.train.interactions)
+    test_users = np.unique(split.truth("test", "movies")["user"].to_numpy())
+    sample = np.random.default_rng(0).choice(test_users, min(eval_users, len(test_users)),
+                                             replace=False)
+    kw = dict(ks=(10, 20), metrics=("recall", "ndcg"), batch_size=512)
+    t = time.perf_counter()
+    res = evaluate(model, split, users=sample, **kw)
+    out["eval_s"], out["eval_users"] = time.perf_counter() - t, len(res.per_user)
+    out["eval_items"] = split.train.info.n_domain_items("movies")
+    out["ndcg@10"] = float(res.per_user["ndcg@10"].mean())
+    if ray_workers:
+        out["ray"] = ray_compare(model, split, ray_workers, kw)
+    out["model_peak_rss_mib"] = peak_rss_mib()
+    return out
+
+
+def ray_compare(model, split, workers: list[int], kw: dict) -> dict:  # noqa: ANN001
+    """All test users: in-process, then ``evaluate_distributed`` with each worker count."""
+    import pandas as pd
+    import ray
+
+    from crossrec.eval.distributed import evaluate_distributed
+    from crossrec.eval.ranking import evaluate
+
+    t = time.perf_counter()
+    whole = evaluate(model, split, **kw)
+    res = {"users": len(whole.per_user), "in_process_s": time.perf_counter() - t}
+    t = time.perf_counter()
+    ray.init(num_cpus=max(workers), include_dashboard=False, log_to_driver=False)
+    res["ray_init_s"] = time.perf_counter() - t
+    try:
+        for w in workers:
+            t = time.perf_counter()
+            merged = evaluate_distributed(model, split, workers=w, **kw)
+            res[f"workers_{w}_s"] = time.perf_counter() - t
+            pd.testing.assert_frame_equal(merged.per_user, whole.per_user, check_exact=True)
+        res["identical_to_in_process"] = True
+    finally:
+        ray.shutdown()
+    return res
+
+
+def run_stage(args: list[str]) -> dict:
+    """Run this file with ``--stage ...`` in a fresh process; its last line is JSON."""
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stage {args[:2]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- report
+def slope(sizes: list[float], values: list[float]) -> float | None:
+    ok = [(s, v) for s, v in zip(sizes, values, strict=True) if v and v > 0]
+    if len(ok) < 2:
+        return None
+    x, y = np.log([s for s, _ in ok]), np.log([v for _, v in ok])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+MEASURES = {  # key -> label
+    "prepare_s": "prepare (DuckDB) s", "prepare_peak_rss_mib": "prepare peak RSS MiB",
+    "bytes_per_interaction": "dataset bytes / interaction",
+    "epoch_s": "BPR epoch s", "epoch_cpu_s": "BPR epoch CPU s",
+    "eval_s": "eval (fixed user sample) s", "model_peak_rss_mib": "load+train+eval peak MiB",
+}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [r["interactions"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("prepare_s", "prepare"), ("epoch_s", "BPR epoch"),
+                       ("eval_s", "eval, fixed users")):
+        a.loglog(n, [r[key] for r in rows], "o-", label=label)
+    a.set(xlabel="interactions (prepared)", ylabel="seconds", title="time")
+    for key, label in (("prepare_peak_rss_mib", "prepare peak RSS"),
+                       ("model_peak_rss_mib", "train+eval peak RSS"),
+                       ("dataset_mib", "dataset held")):
+        b.loglog(n, [r[key] for r in rows], "o-", label=label)
+    b.set(xlabel="interactions (prepared)", ylabel="MiB", title="memory")
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1e6,5e6,2e7", help="comma-separated row counts")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--work", type=Path, default=Path("runs/bench/scale-data"))
+    p.add_argument("--memory-limit", default="2GB", help="DuckDB memory limit of prepare")
+    p.add_argument("--k-core", type=int, default=5)
+    p.add_argument("--eval-users", type=int, default=2000)
+    p.add_argument("--ray-size", type=float, default=5e6, help="size of the 1 vs 2 worker "
+                   "comparison (0 = none)")
+    p.add_argument("--keep", action="store_true", help="keep the generated data")
+    p.add_argument("--stage", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--args", default="{}", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.stage:  # a subprocess: one stage, JSON on the last line
+        kw = json.loads(a.args)
+        if a.stage == "prepare":
+            res = stage_prepare(Path(kw["raw"]), Path(kw["out"]), kw["memory_limit"],
+                                kw["k_core"])
+        else:
+            res = stage_model(Path(kw["data"]), kw["eval_users"], kw["ray_workers"])
+        print(json.dumps(res, default=float))
+        return
+    sizes = [int(float(s)) for s in a.sizes.split(",")]
+    rows = []
+    for n in sizes:
+        root = a.work / f"n{n}"
+        shutil.rmtree(root, ignore_errors=True)
+        t = time.perf_counter()
+        gen = generate(n, root / "raw")
+        row: dict = {"rows": n, "generate_s": time.perf_counter() - t, **gen}
+        print(f"[{n:,}] generated in {row['generate_s']:.0f} s", flush=True)
+        row.update(run_stage(["--stage", "prepare", "--args", json.dumps(
+            {"raw": str(root / "raw"), "out": str(root / "ds"), "memory_limit": a.memory_limit,
+             "k_core": a.k_core})]))
+        print(f"[{n:,}] prepared in {row['prepare_s']:.0f} s", flush=True)
+        shutil.rmtree(root / "raw") if not a.keep else None
+        ray_workers = [1, 2] if a.ray_size and int(a.ray_size) == n else []
+        row.update(run_stage(["--stage", "model", "--args", json.dumps(
+            {"data": str(root / "ds"), "eval_users": a.eval_users, "ray_workers": ray_workers})]))
+        row["dataset_mib"] = row["dataset_bytes"] / 2**20
+        row["loadavg"] = os.getloadavg()
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "report"}, default=float),
+              flush=True)
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    x = [r["interactions"] for r in rows]
+    exps = {k: slope(x, [r[k] for r in rows]) for k in MEASURES}
+    print(f"\n{'measure':<30}" + "".join(f"{r['interactions']:>14,}" for r in rows)
+          + f"{'exponent':>10}")
+    for k, label in MEASURES.items():
+        e = exps[k]
+        print(f"{label:<30}" + "".join(f"{r[k]:>14,.2f}" for r in rows)
+              + (f"{e:>10.2f}" if e is not None else f"{'-':>10}"))
+    result = {"sizes": rows, "growth_exponent": exps,
+              "bytes_per_interaction": {str(r["interactions"]): r["bytes_per_interaction"]
+                                        for r in rows},
+              "settings": {"memory_limit": a.memory_limit, "k_core": a.k_core,
+                           "eval_users": a.eval_users, "cpus": os.cpu_count(),
+                           "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+              "train_workers": train_workers_note()}
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(result, indent=2, default=float))
+        plot(rows, a.json.with_suffix(".png"))
+        print(f"wrote {a.json} and {a.json.with_suffix('.png')}")
+
+
+def train_workers_note() -> str:
+    """Whether ``crossrec train --workers`` exists (the 1 vs 2 worker training comparison)."""
+    proc = subprocess.run([str(Path(sys.executable).with_name("crossrec")), "train", "--help"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    if "--workers" in proc.stdout:
+        return "crossrec train --workers exists; not run by this script"
+    return "not run: crossrec train has no --workers option in this checkout"
+
+
+if __name__ == "__main__":
+    main()
