@@ -111,3 +111,27 @@ def test_rating_and_ranking_metrics_do_not_mix(rated):
     cfg = load_config(base={**base, "eval": {"metrics": ["rmse"]}})
     with pytest.raises(ConfigError, match="train.early_stopping='ndcg@10'"):
         benchmark(cfg, progress=False, log=lambda *_: None)
+
+
+def test_resumed_benchmark_reads_finished_runs_back(prepared, tmp_path, monkeypatch):
+    import crossrec.experiment as experiment
+
+    cfg = config(prepared, {"kind": "cold_start_users", "source": ["source"],
+                            "target": "target", "ratio": 0.3},
+                 [{"name": "pop"}, {"name": "bpr", "epochs": 2, "embedding_size": 8}], seeds=(0, 1))
+    first = benchmark(cfg, progress=False, log=lambda *_: None, runs=tmp_path / "runs")
+    assert len(list((tmp_path / "runs").iterdir())) == 4  # 2 models x 2 seeds
+
+    def no_fit(*_a, **_k):
+        raise AssertionError("a finished run was fitted again")
+
+    monkeypatch.setattr(experiment, "fit_and_evaluate", no_fit)
+    again = benchmark(cfg, progress=False, log=lambda *_: None, runs=tmp_path / "runs")
+    cols = ["model", "group", "metric", "k", "mean", "std"]
+    assert again.rows[cols].equals(first.rows[cols])
+    for key, frame in first.per_user.items():
+        assert again.per_user[key].equals(frame)
+    # another seed is a new run: fitted, not read back
+    more = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seeds": [0, 1, 2]})})
+    with pytest.raises(AssertionError, match="fitted again"):
+        benchmark(more, progress=False, log=lambda *_: None, runs=tmp_path / "runs")

@@ -114,9 +114,9 @@ class RunResult:
 
     label: str
     seed: int
-    model: Recommender
+    model: Recommender | None  # None: read back from a benchmark's run log (no model)
     split: splits.Split
-    valid: Any  # EvalResult
+    valid: Any  # EvalResult (None when read back)
     test: Any  # EvalResult
     fit_seconds: float
     config: dict = field(default_factory=dict)
@@ -271,8 +271,15 @@ class BenchmarkResult:
 
 
 def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
-              log=print) -> BenchmarkResult:  # noqa: ANN001
-    """Every model x every seed on one dataset and split; aggregated mean +/- std."""
+              log=print, runs: Path | None = None) -> BenchmarkResult:  # noqa: ANN001
+    """Every model x every seed on one dataset and split; aggregated mean +/- std.
+
+    ``runs``: a directory where each finished (model, seed) test result is kept
+    (``crossrec.eval.runlog``); runs found there with the same inputs are read back instead of
+    fitted again, so an interrupted benchmark continues where it stopped.
+    """
+    from crossrec.eval import runlog
+
     dataset = load_dataset(cfg.data)
     headline = headline_metric(cfg)
     per_seed, per_user, split_info = [], {}, {}
@@ -286,13 +293,21 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
         split_info[seed] = split.describe()
         for spec in cfg.model_specs():
             label = model_label(spec)
-            reuse = label in fitted and fitted[label].model.deterministic
-            if reuse and not cfg.eval.n_negatives:
+            key = runlog.run_key(cfg.model_dump(), spec, seed) if runs is not None else ""
+            done = runlog.load_run(runs, key) if runs is not None else None
+            reuse = (label in fitted and fitted[label].model is not None
+                     and fitted[label].model.deterministic)
+            if done is not None:
+                res = RunResult(label, seed, None, split, None, done[0], done[1])
+            elif reuse and not cfg.eval.n_negatives:
                 res = fitted[label]  # same model, same split, same candidates: same result
             else:
                 res = fit_and_evaluate(cfg, spec, split, seed, progress=progress,
                                        fitted=fitted[label] if reuse else None)
-            fitted[label] = res
+            if runs is not None and done is None:
+                runlog.save_run(runs, key, res.test, res.fit_seconds, res.label)
+            if done is None or label not in fitted:
+                fitted[label] = res
             protocol = res.test.protocol
             s = res.test.summary.assign(model=res.label, seed=seed)
             per_seed.append(s)
@@ -302,7 +317,8 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
             except KeyError:
                 value = float("nan")
             log(f"seed {seed}  {res.label:<40} {headline}={value:.4f}  "
-                + ("fit reused (deterministic model, same split)" if reuse
+                + ("read back from an earlier run" if done is not None
+                   else "fit reused (deterministic model, same split)" if reuse
                    else f"fit {res.fit_seconds:.1f}s"))
     per_seed_df = pd.concat(per_seed, ignore_index=True)
     rows = (per_seed_df.groupby(["model", "group", "metric", "k"], sort=False, dropna=False)
