@@ -20,8 +20,9 @@ stage in a fresh subprocess (its peak RSS is that process's ``ru_maxrss``):
 The growth exponent is the slope of ``log(value)`` against ``log(n)`` over the sizes (1 is
 linear). ``--ray-size`` adds, at that size, evaluation of *all* test users in-process and
 with ``evaluate --workers 1`` and ``2`` (Ray tasks on this machine's cores), and
-``crossrec train --workers`` 1 vs 2 when that command exists. A log-log PNG is written beside
-the JSON.
+``crossrec train --workers 1`` vs ``2`` (one BPR epoch; the fit time ``metrics.json``
+records, and the command's wall time) when that option exists. A log-log PNG is written
+beside the JSON.
 """
 
 from __future__ import annotations
@@ -45,6 +46,24 @@ CHUNK = 1_000_000
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process, all threads (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def release_memory() -> None:
+    """Give freed memory back to the OS (Arrow's pool, glibc), so RSS shows what is held."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def rss_mib() -> float:
@@ -88,10 +107,11 @@ def generate(n: int, root: Path, seed: int = 0) -> dict:
 def stage_prepare(raw: Path, out: Path, memory_limit: str, k_core: int) -> dict:
     from crossrec.data.large import prepare_large
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_s()
     meta = prepare_large(raw, out, k_core=k_core, memory_limit=memory_limit, name="scale",
                          temp_dir=out.parent)
-    return {"prepare_s": time.perf_counter() - t, "prepare_peak_rss_mib": peak_rss_mib(),
+    return {"prepare_s": time.perf_counter() - t, "prepare_cpu_s": cpu_s() - c,
+            "prepare_peak_rss_mib": peak_rss_mib(),
             "interactions": meta["stats"]["interactions"], "users": meta["stats"]["users"],
             "items": meta["stats"]["items"], "report": meta["report"]}
 
@@ -114,6 +134,7 @@ def stage_model(data: Path, eval_users: int, ray_workers: list[int]) -> dict:
     from crossrec.models.base import FitOptions
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    release_memory()
     base = rss_mib()
     t = time.perf_counter()
     ds = MultiDomainDataset.load(data)
@@ -121,6 +142,7 @@ def stage_model(data: Path, eval_users: int, ray_workers: list[int]) -> dict:
     n = len(ds.interactions)
     out["dataset_bytes"] = dataset_bytes(ds)
     out["bytes_per_interaction"] = out["dataset_bytes"] / n
+    release_memory()
     out["rss_growth_per_interaction"] = (rss_mib() - base) * 2**20 / n
     t = time.perf_counter()
     split = cold_start_users(ds, ["books", "music"], "movies", 0.2, seed=0)
@@ -135,9 +157,10 @@ def stage_model(data: Path, eval_users: int, ray_workers: list[int]) -> dict:
     sample = np.random.default_rng(0).choice(test_users, min(eval_users, len(test_users)),
                                              replace=False)
     kw = dict(ks=(10, 20), metrics=("recall", "ndcg"), batch_size=512)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_s()
     res = evaluate(model, split, users=sample, **kw)
-    out["eval_s"], out["eval_users"] = time.perf_counter() - t, len(res.per_user)
+    out["eval_s"], out["eval_cpu_s"] = time.perf_counter() - t, cpu_s() - c
+    out["eval_users"] = len(res.per_user)
     out["eval_items"] = split.train.info.n_domain_items("movies")
     out["ndcg@10"] = float(res.per_user["ndcg@10"].mean())
     if ray_workers:
@@ -190,10 +213,12 @@ def slope(sizes: list[float], values: list[float]) -> float | None:
 
 
 MEASURES = {  # key -> label
-    "prepare_s": "prepare (DuckDB) s", "prepare_peak_rss_mib": "prepare peak RSS MiB",
+    "prepare_s": "prepare (DuckDB) s", "prepare_cpu_s": "prepare CPU s",
+    "prepare_peak_rss_mib": "prepare peak RSS MiB",
     "bytes_per_interaction": "dataset bytes / interaction",
     "epoch_s": "BPR epoch s", "epoch_cpu_s": "BPR epoch CPU s",
-    "eval_s": "eval (fixed user sample) s", "model_peak_rss_mib": "load+train+eval peak MiB",
+    "eval_s": "eval (fixed user sample) s", "eval_cpu_s": "eval CPU s",
+    "model_peak_rss_mib": "load+train+eval peak MiB",
 }
 
 
@@ -232,6 +257,7 @@ def main() -> None:
     p.add_argument("--ray-size", type=float, default=5e6, help="size of the 1 vs 2 worker "
                    "comparison (0 = none)")
     p.add_argument("--keep", action="store_true", help="keep the generated data")
+    p.add_argument("--prepare-only", action="store_true", help="generate and prepare only")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     p.add_argument("--args", default="{}", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -240,6 +266,8 @@ def main() -> None:
         if a.stage == "prepare":
             res = stage_prepare(Path(kw["raw"]), Path(kw["out"]), kw["memory_limit"],
                                 kw["k_core"])
+        elif a.stage == "train":
+            res = stage_train(Path(kw["data"]), Path(kw["work"]), kw["workers"])
         else:
             res = stage_model(Path(kw["data"]), kw["eval_users"], kw["ray_workers"])
         print(json.dumps(res, default=float))
@@ -258,9 +286,16 @@ def main() -> None:
              "k_core": a.k_core})]))
         print(f"[{n:,}] prepared in {row['prepare_s']:.0f} s", flush=True)
         shutil.rmtree(root / "raw") if not a.keep else None
+        if a.prepare_only:
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "report"}), flush=True)
+            continue
         ray_workers = [1, 2] if a.ray_size and int(a.ray_size) == n else []
         row.update(run_stage(["--stage", "model", "--args", json.dumps(
             {"data": str(root / "ds"), "eval_users": a.eval_users, "ray_workers": ray_workers})]))
+        if ray_workers:
+            row["train_workers"] = run_stage(["--stage", "train", "--args", json.dumps(
+                {"data": str(root / "ds"), "work": str(root / "train"), "workers": ray_workers})])
         row["dataset_mib"] = row["dataset_bytes"] / 2**20
         row["loadavg"] = os.getloadavg()
         rows.append(row)
@@ -269,10 +304,11 @@ def main() -> None:
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
     x = [r["interactions"] for r in rows]
-    exps = {k: slope(x, [r[k] for r in rows]) for k in MEASURES}
+    measures = {k: v for k, v in MEASURES.items() if all(k in r for r in rows)}
+    exps = {k: slope(x, [r[k] for r in rows]) for k in measures}
     print(f"\n{'measure':<30}" + "".join(f"{r['interactions']:>14,}" for r in rows)
           + f"{'exponent':>10}")
-    for k, label in MEASURES.items():
+    for k, label in measures.items():
         e = exps[k]
         print(f"{label:<30}" + "".join(f"{r[k]:>14,.2f}" for r in rows)
               + (f"{e:>10.2f}" if e is not None else f"{'-':>10}"))
@@ -281,22 +317,58 @@ def main() -> None:
                                         for r in rows},
               "settings": {"memory_limit": a.memory_limit, "k_core": a.k_core,
                            "eval_users": a.eval_users, "cpus": os.cpu_count(),
-                           "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-              "train_workers": train_workers_note()}
+                           "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=2, default=float))
-        plot(rows, a.json.with_suffix(".png"))
+        if not a.prepare_only:
+            plot(rows, a.json.with_suffix(".png"))
         print(f"wrote {a.json} and {a.json.with_suffix('.png')}")
 
 
-def train_workers_note() -> str:
-    """Whether ``crossrec train --workers`` exists (the 1 vs 2 worker training comparison)."""
-    proc = subprocess.run([str(Path(sys.executable).with_name("crossrec")), "train", "--help"],
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
-    if "--workers" in proc.stdout:
-        return "crossrec train --workers exists; not run by this script"
-    return "not run: crossrec train has no --workers option in this checkout"
+TRAIN_TOML = """name = "scale"
+[data]
+prepared = "{data}"
+[split]
+kind = "cold_start_users"
+source = ["books", "music"]
+target = "movies"
+ratio = 0.2
+[model]
+name = "bpr"
+epochs = 1
+train_on = "all"
+"""
+
+
+def stage_train(data: Path, work: Path, workers: list[int]) -> dict:
+    """``crossrec train --workers W`` (one BPR epoch, then valid + test evaluation by rank 0)
+    for each W: wall time of the command and the fit time it records in metrics.json."""
+    exe = str(Path(sys.executable).with_name("crossrec"))
+    env = {**os.environ, "COLUMNS": "200"}
+    usage = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, env=env)
+    if "--workers" not in usage.stdout:
+        return {"note": "not run: crossrec train has no --workers option in this checkout"}
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "scale.toml"
+    cfg.write_text(TRAIN_TOML.format(data=Path(data).resolve().as_posix()))
+    out: dict = {}
+    for w in workers:
+        run = work / f"train-w{w}"
+        shutil.rmtree(run, ignore_errors=True)
+        t = time.perf_counter()
+        proc = subprocess.run([exe, "train", str(cfg), "--out", str(run), "--workers", str(w)],
+                              capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            out[f"workers_{w}"] = {"error": (proc.stdout + proc.stderr)[-2000:]}
+            continue
+        m = json.loads((run / "metrics.json").read_text())
+        ndcg = [r["value"] for r in m["test"]["summary"]
+                if r.get("metric") == "ndcg" and r.get("k") == 10]
+        out[f"workers_{w}"] = {"wall_s": wall, "fit_s": m["fit_seconds"],
+                               "test_ndcg@10": ndcg[0] if ndcg else None}
+    return out
 
 
 if __name__ == "__main__":

@@ -37,11 +37,15 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance (2 CPUs, no dashboard) for every ``distributed`` test; the
-    ``--workers`` code paths find it initialised and use it as it is."""
+    ``--workers`` code paths find it initialised and use it as it is. Its worker processes
+    know the test encoder "hashing" (``install_hashing_encoder``), as the tests' own process
+    does within ``hashing_encoder``."""
     ray = pytest.importorskip("ray")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        hook = "crossrec.testing.text.install_hashing_encoder"
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"worker_process_setup_hook": hook})
     yield ray
     if started:
         ray.shutdown()

@@ -350,11 +350,14 @@ def benchmark(
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2")] = None,
     only: Annotated[str | None, typer.Option(help="Comma-separated model names or labels: "
                                              "run only these models of the file")] = None,
+    resume: Annotated[bool, typer.Option(help="Keep each finished (model, seed) result in "
+                                         "OUT/runs and read back those already there")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Several models x seeds on one dataset and split: table, report.md, PNG, JSON.
 
-    Given several configs (e.g. ``configs/cdr-*.toml``), runs each in turn.
+    Given several configs (e.g. ``configs/cdr-*.toml``), runs each in turn. With ``--resume``
+    an interrupted benchmark, run again with the same command, fits only what is missing.
     """
     overrides = list(set_ or [])
     if seeds:
@@ -372,7 +375,7 @@ def benchmark(
             js = json_path
             if js is not None and len(configs) > 1:
                 js = js.with_name(f"{js.stem}-{cfg.name}{js.suffix or '.json'}")
-            _benchmark_one(cfg, where, js, command)
+            _benchmark_one(cfg, where, js, command, resume)
         except CrossrecError as e:
             _fail(e)
 
@@ -390,14 +393,15 @@ def _only(cfg, only: str):  # noqa: ANN001, ANN202
     return cfg.model_copy(update={"models": specs, "model": None})
 
 
-def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str) -> None:  # noqa: ANN001
+def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str,  # noqa: ANN001
+                   resume: bool = False) -> None:
     from crossrec.atomic import atomic_file
     from crossrec.eval.report import format_table, write_report
     from crossrec.experiment import benchmark as run_benchmark
     from crossrec.experiment import headline_metric, paired_against_best, paired_cross_vs_baseline
 
     console.rule(cfg.name)
-    result = run_benchmark(cfg, log=console.print)
+    result = run_benchmark(cfg, log=console.print, runs=out / "runs" if resume else None)
     group = cfg.eval.report_group
     main = headline_metric(cfg)
     tests = paired_against_best(result, main, group)

@@ -69,7 +69,8 @@ def test_int8_index_is_a_quarter_of_fp32(catalogue, exact) -> None:
     flat = VectorIndex(items, RetrievalConfig(kind="flat"))
     assert int8.memory_bytes() < exact.memory_bytes() / 3
     assert int8.memory_bytes() < flat.memory_bytes() / 3
-    assert exact.vector_bytes() == 4 * int8.vector_bytes() == items.size * 4
+    assert exact.vector_bytes() == items.size * 4
+    assert int8.vector_bytes() == len(items) * 40  # 33 dims padded to a multiple of 8
     _, truth = exact.search(users, 10)
     assert overlap(int8.search(users, 10)[1], truth) >= 0.9
 

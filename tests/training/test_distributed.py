@@ -1,13 +1,13 @@
 """Data-parallel training: Ray Train (2 CPU workers on the local cluster) and torchrun.
 
-Two workers end within noise of one process on the same data and seed (BPR and the text
-model); a worker killed with ``kill -9`` mid-training makes Ray restart the group, which
-resumes from the last epoch's checkpoint and finishes the planned epochs (with the result of
-an uninterrupted 2-worker run); ``torchrun --nproc_per_node 2`` runs the same command; without
-``--workers`` nothing of Ray is imported.
+Two workers end within noise of one process on the same data and seed (the text model; BPR
+after a worker was killed with ``kill -9`` mid-training, which makes Ray restart the group:
+it resumes from the last epoch's checkpoint and finishes the planned epochs);
+``torchrun --nproc_per_node 2`` runs the same command; without ``--workers`` nothing of Ray is
+imported. Each Ray run starts worker processes (slow on a busy machine): two runs in all.
 
 Noise, measured with one process on this data (5 training seeds, split fixed): valid NDCG@10
-std 0.005 (range 0.012) for BPR, 0.016 (range 0.039) for the text model. The tolerances are
+std 0.008 (range 0.020) for BPR, 0.016 (range 0.039) for the text model. The tolerances are
 about 5 std.
 """
 
@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from crossrec.cli import app
 from crossrec.config import load_config
 from crossrec.experiment import fit_and_evaluate, load_dataset, make_split
 from crossrec.testing import make_two_domain
@@ -37,7 +35,7 @@ pytestmark = pytest.mark.distributed
 
 EPOCHS = 20  # BPR; enough epochs for a kill to land mid-training
 TEXT_EPOCHS = 6
-BPR_TOL, TEXT_TOL = 0.03, 0.08
+BPR_TOL, TEXT_TOL = 0.04, 0.08
 TEXT = {"name": "text_transfer", "encoder": "hashing", "embedding_size": 16, "n_experts": 2,
         "max_seq_len": 16, "n_layers": 1, "pretrain_epochs": 2, "epochs": TEXT_EPOCHS,
         "patience": TEXT_EPOCHS, "n_negatives": 32, "batch_size": 64, "pretrain_batch_size": 64,
@@ -106,27 +104,6 @@ def single(config: Path) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def two_workers(ray_local, config: Path) -> Path:  # noqa: ANN001
-    """BPR trained by ``crossrec train --workers 2`` on the local Ray cluster."""
-    out = config.parent / "ray2"
-    r = CliRunner().invoke(app, ["train", str(config), "--out", str(out), "--workers", "2"],
-                           env={"COLUMNS": "200"})
-    assert r.exit_code == 0, r.output
-    return out
-
-
-def test_two_ray_workers_train_bpr_like_one_process(single: Path, two_workers: Path) -> None:
-    assert _epochs(two_workers) == list(range(1, EPOCHS + 1))
-    assert (two_workers / "bundle").is_dir()
-    assert {p.name for p in (two_workers / "workers").glob("rank-*.pid")} == {"rank-0.pid",
-                                                                              "rank-1.pid"}
-    one, two = _valid_ndcg(single), _valid_ndcg(two_workers)
-    assert one > 0.5, one  # it learned (a random ranking scores about 0.1)
-    assert abs(two - one) <= BPR_TOL, (one, two)
-    assert abs(_ndcg(two_workers, "test") - _ndcg(single, "test")) <= 2 * BPR_TOL
-
-
 def test_two_ray_workers_train_the_text_model_like_one_process(ray_local, config: Path,  # noqa: ANN001
                                                                 tmp_path: Path) -> None:
     cfg = load_config(config)
@@ -134,20 +111,25 @@ def test_two_ray_workers_train_the_text_model_like_one_process(ray_local, config
     with hashing_encoder(cache_dir=tmp_path / "cache"):
         one = fit_and_evaluate(cfg, cfg.model_specs()[1], split, 0, progress=False)
     out = tmp_path / "text2"
-    env = {"worker_process_setup_hook": "crossrec.testing.text.install_hashing_encoder",
-           "env_vars": {"CROSSREC_CACHE": str(tmp_path / "cache")}}
-    shown = train_ray(TrainJob(cfg.model_dump(), 1, 0, str(out)), 2, runtime_env=env)
+    # the fixture's Ray workers know the "hashing" encoder; the vector cache is the test's
+    env = {"env_vars": {"CROSSREC_CACHE": str(tmp_path / "cache")}}
+    shown = train_ray(TrainJob(cfg.model_dump(), 1, 0, str(out)), 2, max_failures=0,
+                      runtime_env=env)
     assert shown["label"] == one.label
     assert [json.loads(x)["stage"] for x in (out / LOG_FILE).read_text().splitlines()] == (
         ["pretrain"] * 2 + ["adapt"] * TEXT_EPOCHS)
+    assert {p.name for p in (out / "workers").glob("rank-*.pid")} == {"rank-0.pid",
+                                                                      "rank-1.pid"}
     v1, v2 = one.valid.value("ndcg@10"), _valid_ndcg(out)
     assert v1 > 0.15, v1  # above a random ranking (about 0.1)
     assert abs(v2 - v1) <= TEXT_TOL, (v1, v2)
 
 
-def test_kill_9_of_a_ray_worker_resumes_from_the_checkpoint(ray_local, config: Path,  # noqa: ANN001
-                                                            two_workers: Path) -> None:
-    """A driver in its own process joins the cluster by ``--address``; rank 1 is killed."""
+def test_bpr_on_two_ray_workers_survives_kill_9_and_matches_one_process(
+        ray_local, config: Path, single: Path) -> None:  # noqa: ANN001
+    """``crossrec train --workers 2 --address ...`` in its own process; rank 1 gets SIGKILL
+    after the first epoch: Ray starts a new worker group, which resumes from the resume point
+    and finishes the planned epochs, within noise of one process."""
     out = config.parent / "killed"
     address = ray_local.get_runtime_context().gcs_address
     proc = subprocess.Popen(
@@ -172,11 +154,13 @@ def test_kill_9_of_a_ray_worker_resumes_from_the_checkpoint(ray_local, config: P
     assert proc.returncode == 0, output[-4000:]
     assert 1 <= point.epoch < EPOCHS, "the worker was not killed during training"
     assert int(pid_file.read_text()) != victim, "Ray did not start a new worker group"
-    log = (out / LOG_FILE).read_text().splitlines()
     assert _epochs(out) == list(range(1, EPOCHS + 1))
-    assert log[:len(kept)] == kept  # epochs before the kill were not run again
-    # the resumed run is the uninterrupted 2-worker run (same batches, same steps)
-    assert _ndcg(out, "test") == pytest.approx(_ndcg(two_workers, "test"), abs=1e-6)
+    # resumed: the epochs logged before the kill were not run again (a rerun rewrites them)
+    assert (out / LOG_FILE).read_text().splitlines()[:len(kept)] == kept
+    assert (out / "bundle").is_dir()
+    one, two = _valid_ndcg(single), _valid_ndcg(out)
+    assert one > 0.5, one  # it learned (a random ranking scores about 0.1)
+    assert abs(two - one) <= BPR_TOL, (one, two)
 
 
 def test_torchrun_two_processes(config: Path, single: Path) -> None:

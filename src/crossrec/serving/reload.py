@@ -17,6 +17,7 @@ rolling restart (it cannot reload the other workers itself).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -113,6 +114,8 @@ class Reloader:
                     "detail": f"reload from {self.source.describe()} failed, still serving "
                               f"{old}: {e}"}
         self.current = served  # the swap: requests that start from now on see the new one
+        gc.unfreeze()  # the app froze the first bundle's objects (gc.freeze): let the old
+        # one's reference cycles be collected
         new = served.bundle.version
         self.metrics.serving(new, str(served.bundle.config["model"]["name"]),
                              served.bundle.target)
