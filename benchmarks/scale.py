@@ -124,7 +124,52 @@ def dataset_bytes(ds) -> int:  # noqa: ANN001
     return b + int(ds.item_attrs.memory_usage(deep=True).sum())
 
 
-def stage_model(data: Path, eval_users: int, ray_workers: list[int]) -> dict:
+def adam_step_ms(rows: int, d: int = 64, batch: int = 4096, repeats: int = 5) -> float:
+    """CPU ms of one backward + dense ``torch.optim.Adam`` step on a ``[rows, d]`` table when
+    a batch touches ``3 * batch`` rows (user, positive, negative): the part of a BPR step that
+    grows with the number of users and items (best of ``repeats``)."""
+    import torch
+
+    w = torch.nn.Parameter(torch.randn(rows, d) * 0.01)
+    opt = torch.optim.Adam([w], lr=1e-3)
+    idx = torch.randint(0, rows, (3 * batch,))
+    best = float("inf")
+    for _ in range(repeats):
+        c = time.process_time()
+        opt.zero_grad()
+        (w[idx] ** 2).sum().backward()
+        opt.step()
+        best = min(best, time.process_time() - c)
+    return best * 1000
+
+
+def random_factors(train):  # noqa: ANN001, ANN201
+    """A recommender scoring ``U[users] @ V[domain items].T`` with random factors (d = 64)."""
+    import torch
+
+    from crossrec.models.base import Recommender
+
+    class Factors(Recommender):
+        name = "random_factors"
+
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.u = torch.randn(train.n_users, 64, generator=g)
+            self.v = torch.randn(train.n_items, 64, generator=g)
+
+        def fit(self, train, options):  # noqa: ANN001, ANN202
+            return self
+
+        def score(self, query, domain: str) -> torch.Tensor:  # noqa: ANN001
+            s = train.domain_items(domain)
+            return self.u[query.users] @ self.v[s.start:s.stop].T
+
+    return Factors()
+
+
+def stage_model(data: Path, eval_users: int, ray_workers: list[int], train: bool = True
+                ) -> dict:
     import torch
 
     from crossrec.data.dataset import MultiDomainDataset
@@ -147,12 +192,18 @@ def stage_model(data: Path, eval_users: int, ray_workers: list[int]) -> dict:
     t = time.perf_counter()
     split = cold_start_users(ds, ["books", "music"], "movies", 0.2, seed=0)
     out["split_s"] = time.perf_counter() - t
-    model = build_model({"name": "bpr", "epochs": 1, "train_on": "all"})
-    t, c = time.perf_counter(), time.process_time()
-    model.fit(split.train, FitOptions(target="movies", sources=("books", "music"),
-                                      progress=False))
-    out["epoch_s"], out["epoch_cpu_s"] = time.perf_counter() - t, time.process_time() - c
     out["train_interactions"] = len(split.train.interactions)
+    out["adam_step_ms"] = adam_step_ms(ds.n_users + ds.n_items)
+    out["train_steps"] = -(-out["train_interactions"] // 4096)
+    if train:
+        model = build_model({"name": "bpr", "epochs": 1, "train_on": "all"})
+        t, c = time.perf_counter(), time.process_time()
+        model.fit(split.train, FitOptions(target="movies", sources=("books", "music"),
+                                          progress=False))
+        out["epoch_s"], out["epoch_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    else:  # scoring costs what BPR's does: user rows @ the domain's item rows (d = 64)
+        model = random_factors(split.train)
+        out["eval_model"] = "random factors, d = 64 (no BPR epoch at this size)"
     test_users = np.unique(split.truth("test", "movies")["user"].to_numpy())
     sample = np.random.default_rng(0).choice(test_users, min(eval_users, len(test_users)),
                                              replace=False)
@@ -163,9 +214,9 @@ def stage_model(data: Path, eval_users: int, ray_workers: list[int]) -> dict:
     out["eval_users"] = len(res.per_user)
     out["eval_items"] = split.train.info.n_domain_items("movies")
     out["ndcg@10"] = float(res.per_user["ndcg@10"].mean())
+    out["model_peak_rss_mib"] = peak_rss_mib()  # before Ray puts anything in shared memory
     if ray_workers:
         out["ray"] = ray_compare(model, split, ray_workers, kw)
-    out["model_peak_rss_mib"] = peak_rss_mib()
     return out
 
 
@@ -217,6 +268,7 @@ MEASURES = {  # key -> label
     "prepare_peak_rss_mib": "prepare peak RSS MiB",
     "bytes_per_interaction": "dataset bytes / interaction",
     "epoch_s": "BPR epoch s", "epoch_cpu_s": "BPR epoch CPU s",
+    "adam_step_ms": "dense Adam step CPU ms",
     "eval_s": "eval (fixed user sample) s", "eval_cpu_s": "eval CPU s",
     "model_peak_rss_mib": "load+train+eval peak MiB",
 }
@@ -230,9 +282,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
     n = [r["interactions"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("prepare_s", "prepare"), ("epoch_s", "BPR epoch"),
-                       ("eval_s", "eval, fixed users")):
-        a.loglog(n, [r[key] for r in rows], "o-", label=label)
+    for key, label in (("prepare_s", "prepare (wall)"), ("prepare_cpu_s", "prepare (CPU)"),
+                       ("epoch_s", "BPR epoch (wall)"), ("epoch_cpu_s", "BPR epoch (CPU)"),
+                       ("eval_s", "eval, fixed users (wall)")):
+        pts = [(x, r[key]) for x, r in zip(n, rows, strict=True) if key in r]
+        if pts:
+            a.loglog(*zip(*pts, strict=True), "o-" if "cpu" not in key else "s--", label=label)
+    ref = rows[0]["prepare_s"]
+    a.loglog(n, [ref * x / n[0] for x in n], ":", color="gray", label="slope 1")
     a.set(xlabel="interactions (prepared)", ylabel="seconds", title="time")
     for key, label in (("prepare_peak_rss_mib", "prepare peak RSS"),
                        ("model_peak_rss_mib", "train+eval peak RSS"),
@@ -241,7 +298,7 @@ def plot(rows: list[dict], path: Path) -> None:
     b.set(xlabel="interactions (prepared)", ylabel="MiB", title="memory")
     for ax in (a, b):
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
 
@@ -258,6 +315,10 @@ def main() -> None:
                    "comparison (0 = none)")
     p.add_argument("--keep", action="store_true", help="keep the generated data")
     p.add_argument("--prepare-only", action="store_true", help="generate and prepare only")
+    p.add_argument("--max-train", type=float, default=float("inf"), help="no BPR epoch above "
+                   "this size (evaluation then scores random factors of the same shapes)")
+    p.add_argument("--merge", type=Path, action="append", default=[],
+                   help="rows of an earlier --json to include in the table, fit and plot")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     p.add_argument("--args", default="{}", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -269,7 +330,8 @@ def main() -> None:
         elif a.stage == "train":
             res = stage_train(Path(kw["data"]), Path(kw["work"]), kw["workers"])
         else:
-            res = stage_model(Path(kw["data"]), kw["eval_users"], kw["ray_workers"])
+            res = stage_model(Path(kw["data"]), kw["eval_users"], kw["ray_workers"],
+                              kw.get("train", True))
         print(json.dumps(res, default=float))
         return
     sizes = [int(float(s)) for s in a.sizes.split(",")]
@@ -292,7 +354,8 @@ def main() -> None:
             continue
         ray_workers = [1, 2] if a.ray_size and int(a.ray_size) == n else []
         row.update(run_stage(["--stage", "model", "--args", json.dumps(
-            {"data": str(root / "ds"), "eval_users": a.eval_users, "ray_workers": ray_workers})]))
+            {"data": str(root / "ds"), "eval_users": a.eval_users, "ray_workers": ray_workers,
+             "train": n <= a.max_train})]))
         if ray_workers:
             row["train_workers"] = run_stage(["--stage", "train", "--args", json.dumps(
                 {"data": str(root / "ds"), "work": str(root / "train"), "workers": ray_workers})])
@@ -303,14 +366,18 @@ def main() -> None:
               flush=True)
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
+    for prev in a.merge:
+        rows.extend(json.loads(prev.read_text())["sizes"])
+    rows.sort(key=lambda r: r["interactions"])
     x = [r["interactions"] for r in rows]
-    measures = {k: v for k, v in MEASURES.items() if all(k in r for r in rows)}
-    exps = {k: slope(x, [r[k] for r in rows]) for k in measures}
+    measures = {k: v for k, v in MEASURES.items() if sum(k in r for r in rows) >= 2}
+    exps = {k: slope(x, [r.get(k) for r in rows]) for k in measures}  # sizes that have it
     print(f"\n{'measure':<30}" + "".join(f"{r['interactions']:>14,}" for r in rows)
           + f"{'exponent':>10}")
     for k, label in measures.items():
         e = exps[k]
-        print(f"{label:<30}" + "".join(f"{r[k]:>14,.2f}" for r in rows)
+        print(f"{label:<30}" + "".join(f"{r[k]:>14,.2f}" if k in r else f"{'-':>14}"
+                                       for r in rows)
               + (f"{e:>10.2f}" if e is not None else f"{'-':>10}"))
     result = {"sizes": rows, "growth_exponent": exps,
               "bytes_per_interaction": {str(r["interactions"]): r["bytes_per_interaction"]

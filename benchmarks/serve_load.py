@@ -1,7 +1,8 @@
 """Load test of ``POST /recommend`` over loopback HTTP: QPS, p50, p99 and errors per concurrency.
 
 Run: ``python benchmarks/serve_load.py [--bundle DIR] [--modes exact,ann]
-[--concurrency 1,16,64] [--requests 2000] [--repeats 3] [--workers 1] [--json out.json]``.
+[--concurrency 1,16,64] [--requests 2000] [--repeats 3] [--workers 1]
+[--server-args '--batch-users 1'] [--json out.json]``.
 
 Bundle: ``--bundle`` serves any bundle directory. Without it, the bpr(all) model of
 ``configs/arts_office_cold.toml`` (Arts->Office, seed 0: a factor model, so approximate
@@ -13,7 +14,8 @@ When ``crossrec serve`` has no ``--retrieval`` option the ann mode is reported a
 with the reason. Both modes use the same bundle and the same users, so they compare.
 
 Server: ``crossrec serve`` in a subprocess on a free loopback port (auth on, SQLite event
-store, log level warning, ``--workers``). Each request posts ``{"user_id", "k": 10}`` for a
+store, log level warning, ``--workers``, then ``--server-args``; by default the server scores
+concurrent requests together, ``--batch-users 1`` turns that off). Each request posts ``{"user_id", "k": 10}`` for a
 user drawn (seeded, with replacement) from the bundle's training users; a request is an error
 when the answer is not a 200, or the connection fails or times out (30 s).
 
@@ -41,6 +43,7 @@ import asyncio
 import http.client
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -277,6 +280,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="requests per level and repeat")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
+    ap.add_argument("--server-args", default="", help="more `crossrec serve` options for "
+                    "both modes, e.g. '--batch-users 1'")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--client", type=Path, help=argparse.SUPPRESS)  # internal: load generator
@@ -304,7 +309,7 @@ def main() -> None:
         ["--vectors", args.ann_vectors] if args.ann_vectors else [])
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:
-            extra = [] if mode == "exact" else ann_extra
+            extra = ([] if mode == "exact" else ann_extra) + shlex.split(args.server_args)
             if mode == "ann" and not serve_has("retrieval"):
                 result[mode] = {"skipped": "this crossrec serve has no --retrieval option "
                                            "(approximate retrieval not available)"}

@@ -1,10 +1,13 @@
 """Epoch time of ``crossrec train`` in one process, under ``torchrun`` and on Ray Train workers.
 
-Run: ``python benchmarks/train_distributed.py [--users 20000] [--epochs 5] [--json out.json]``.
+Run: ``python benchmarks/train_distributed.py [--model bpr|sasrec] [--users 20000] [--epochs 5]
+[--json out.json]``.
 
-A synthetic two-domain set (``make_two_domain``) is saved as a prepared dataset and BPR-MF
-(d = 64, global batch 4096) is trained for ``--epochs`` epochs (no early stop) by the same
-command run four ways, each in its own process tree:
+A synthetic two-domain set (``make_two_domain``, 3000 + 2000 items) is saved as a prepared
+dataset and one model is trained for ``--epochs`` epochs (no early stop): BPR-MF (d = 64,
+global batch 4096; little compute per step, dense embedding tables) or SASRec (2 Transformer
+layers, d = 64, L = 20, full softmax over the 5000 items, global batch 256; compute-bound). The
+same command runs four ways, each in its own process tree:
 
 * ``1 process, 1 thread`` and ``1 process, 2 threads`` (``OMP_NUM_THREADS``);
 * ``torchrun 2`` (``torchrun --standalone --nproc_per_node 2 -m crossrec train``, 1 thread each);
@@ -32,8 +35,14 @@ from rich.table import Table
 
 from crossrec.testing import make_two_domain
 
+MODELS = {
+    "bpr": {"name": "bpr", "train_on": "all", "batch_size": 4096, "embedding_size": 64},
+    "sasrec": {"name": "sasrec", "embedding_size": 64, "max_seq_len": 20, "n_layers": 2,
+               "batch_size": 256},
+}
 
-def _config(root: Path, users: int, epochs: int) -> Path:
+
+def _config(root: Path, model: str, users: int, epochs: int) -> Path:
     data = make_two_domain(n_users=users, n_items=(3000, 2000), n_overlap=int(0.7 * users),
                            seed=0)
     data.save(root / "data")
@@ -49,13 +58,9 @@ ratio = 0.3
 [eval]
 ks = [10]
 [[models]]
-name = "bpr"
-train_on = "all"
 epochs = {epochs}
 patience = {epochs}
-batch_size = 4096
-embedding_size = 64
-""")
+""" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in MODELS[model].items()) + "\n")
     return cfg
 
 
@@ -83,26 +88,29 @@ def _run(name: str, command: list[str], threads: int, root: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=sorted(MODELS), default="bpr")
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--skip-ray", action="store_true", help="leave out the Ray run")
+    ap.add_argument("--runs", default="1t,2t,torchrun,ray",
+                    help="which runs: 1t, 2t (one process, 1 or 2 threads), torchrun, ray")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="crossrec-train-distributed-") as tmp:
         root = Path(tmp)
-        cfg = _config(root, args.users, args.epochs)
+        cfg = _config(root, args.model, args.users, args.epochs)
         train = [sys.executable, "-m", "crossrec", "train", str(cfg)]
-        runs = [("1 process, 1 thread", train, 1), ("1 process, 2 threads", train, 2),
-                ("torchrun 2", [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                "--nproc_per_node", "2", "-m", "crossrec", "train", str(cfg)],
-                 1)]
-        if not args.skip_ray:
-            runs.append(("ray 2", [*train, "--workers", "2"], 1))
-        rows = [_run(name, command, threads, root) for name, command, threads in runs]
+        runs = {"1t": ("1 process, 1 thread", train, 1),
+                "2t": ("1 process, 2 threads", train, 2),
+                "torchrun": ("torchrun 2", [sys.executable, "-m", "torch.distributed.run",
+                                            "--standalone", "--nproc_per_node", "2", "-m",
+                                            "crossrec", "train", str(cfg)], 1),
+                "ray": ("ray 2", [*train, "--workers", "2"], 1)}
+        rows = [_run(*runs[key.strip()], root) for key in args.runs.split(",")]
         stats = json.loads((root / "data" / "meta.json").read_text())["stats"]
         n_inter = sum(d["interactions"] for d in stats["domains"].values())
-    table = Table(title=f"BPR-MF, {args.users} users, {n_inter} interactions, batch 4096, "
-                        f"{args.epochs} epochs, {os.cpu_count()} CPUs")
+    spec = MODELS[args.model]
+    table = Table(title=f"{args.model}, {args.users} users, {n_inter} interactions, global "
+                        f"batch {spec['batch_size']}, {args.epochs} epochs, {os.cpu_count()} CPUs")
     for col in rows[0]:
         table.add_column(col, justify="left" if col == "run" else "right")
     for row in rows:
@@ -110,7 +118,8 @@ def main() -> None:
     Console().print(table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"users": args.users, "interactions": n_inter,
+        args.json.write_text(json.dumps({"model": spec, "users": args.users,
+                                         "interactions": n_inter,
                                          "epochs": args.epochs, "rows": rows}, indent=2))
 
 

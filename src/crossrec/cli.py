@@ -283,11 +283,18 @@ def _train_distributed(cfg, model: int, seed: int, out: Path, resume: bool,  # n
     from crossrec.training import distributed
 
     job = distributed.TrainJob(cfg.model_dump(), model, seed, str(out.resolve()), resume,
-                               progress=sys.stderr.isatty())
+                               progress=not workers and sys.stderr.isatty())
     if workers:
         if not (address or "").startswith("ray://"):  # the data are here: check them first
             make_split(load_dataset(cfg.data), cfg.split, seed)
-        shown = distributed.train_ray(job, workers, address=address, max_failures=max_failures)
+
+        def epoch(r: dict) -> None:
+            valid = "" if r["valid"] is None else f"  valid {r['valid']:.4f}"
+            console.print(f"stage {r['stage']} epoch {r['epoch']}: loss {r['loss']:.4f}{valid}"
+                          f"  ({r['seconds']:.1f}s)")
+
+        shown = distributed.train_ray(job, workers, address=address, max_failures=max_failures,
+                                      on_epoch=epoch)
     else:
         res = distributed.train_torchrun(job)
         shown = None if res is None else distributed.report(res)
@@ -496,6 +503,9 @@ def serve(
         "layers (the user side; item vectors are taken in fp32 first)")] = False,
     ef_search: Annotated[int | None, typer.Option(help="HNSW candidates per query")] = None,
     nprobe: Annotated[int | None, typer.Option(help="IVF cells searched per query")] = None,
+    batch_users: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent /recommend "
+                                             "requests scored by one model call, at most "
+                                             "(1: each alone)")] = 32,
 ) -> None:
     """Serve BUNDLE over HTTP (POST /recommend, /recommend/text, /events; GET /metrics).
 
@@ -518,6 +528,7 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         settings = ServeSettings(auth=not no_auth, keys_file=keys_file, events=events,
+                                 batch_users=batch_users,
                                  retrieval=_retrieval_config(retrieval, vectors,
                                                              quantize_user_encoder, ef_search,
                                                              nprobe))

@@ -31,6 +31,20 @@ def test_unknown_ids_ignored_give_minus_one():
     assert v.index(["b", "zz"], missing="ignore").tolist() == [1, -1]
 
 
+def test_few_ids_lookup_agrees_with_the_bulk_path():
+    from crossrec.data.vocab import FEW_IDS
+
+    v = Vocabulary([f"u{i}" for i in range(100)] + ["12"])
+    ids = ["u5", "nope", "u99", "12", 12, ""] * 6  # more than FEW_IDS: get_indexer
+    bulk = v.index(ids, missing="ignore")
+    few = np.concatenate([v.index(ids[i:i + 3], missing="ignore") for i in range(0, 36, 3)])
+    assert len(ids) > FEW_IDS >= 3
+    assert bulk.dtype == few.dtype == np.int32
+    assert few.tolist() == bulk.tolist() == [5, -1, 99, 100, 100, -1] * 6
+    with pytest.raises(DataError, match="unknown id 'nope'"):
+        v.index(["u1", "nope"])
+
+
 def test_duplicate_ids_rejected():
     with pytest.raises(DataError, match="vocabulary 'item': duplicate id 'x'"):
         Vocabulary(["x", "y", "x"], name="item")

@@ -219,3 +219,18 @@ def test_http_request_through_an_hnsw_bundle(make_client, split, bpr) -> None:
     assert out["strategy"] == "model" and out["basis"] == "target" and len(out["items"]) == 5
     want = bpr.recommend([uid], "target", 5)[0].item_ids
     assert len(set(want) & {i["item_id"] for i in out["items"]}) >= 4
+
+
+def test_hot_reload_keeps_the_retrieval_settings(make_client, split, bpr, tmp_path) -> None:
+    from crossrec.serving.store import BundleSource
+
+    path = Bundle(bpr.model, bpr.train, bpr.config).save(tmp_path / "bundle")
+    source = BundleSource(path)
+    client = make_client(source.load(), retrieval=RetrievalConfig(kind="hnsw"))
+    client.app.state.reloader.source = source
+    before = client.app.state.reloader.current.bundle
+    r = client.post("/admin/reload", headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "unchanged", r.text
+    served = client.app.state.reloader.current.bundle
+    assert served is not before  # loaded again, and given its index before the swap
+    assert served.retrieval is not None and served.retrieval.config.kind == "hnsw"

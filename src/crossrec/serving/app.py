@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from crossrec.bundle import Bundle, BundleError, Recommendation
 from crossrec.errors import ConfigError, DataError
 from crossrec.serving.auth import KeyRing, presented_key, user_hash
+from crossrec.serving.batching import RecommendBatcher
 from crossrec.serving.events import Event, EventStore, open_event_store
 from crossrec.serving.metrics import ServeMetrics
 from crossrec.serving.reload import Reloader, Served
@@ -177,6 +178,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return Served.prepare(b)
 
     reloader = Reloader(prepare(bundle), source, metrics, prepare)
+    batcher = RecommendBatcher(settings.batch_users)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -189,10 +191,15 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         reloader.remove_sighup()
         store.close()
 
+    # FastAPI's own OpenTelemetry hooks are off: the service exports Prometheus metrics, and
+    # the hooks cost ~40 us a request even with no OpenTelemetry provider configured
     app = FastAPI(title="crossrec", summary="Cross-domain recommendations",
-                  docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+                  docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False,
+                             "operation_spans": False})
     app.state.settings, app.state.events = settings, store
     app.state.metrics, app.state.reloader = metrics, reloader
+    app.state.batcher = batcher
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -260,11 +267,16 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
                              f"at most {settings.max_history} history items", "too_long")
         for i, h in enumerate(history):
             check_domain(cur, h.domain, ("body", "history", i, "domain"))
+        explain = settings.explain_items if req.explain else 0
         try:
-            rec = bundle.recommend(
-                [req.user_id], domain, req.k, req.exclude_seen,
-                histories=[[(h.domain, h.item_id) for h in history]] if history else None,
-                explain=settings.explain_items if req.explain else 0)[0]
+            if history or req.user_id is None:
+                rec = bundle.recommend(
+                    [req.user_id], domain, req.k, req.exclude_seen,
+                    histories=[[(h.domain, h.item_id) for h in history]] if history else None,
+                    explain=explain)[0]
+            else:  # scored with the other requests of this event-loop turn
+                rec = await batcher.recommend(bundle, req.user_id, domain, req.k,
+                                              req.exclude_seen, explain)
         except DataError as e:  # e.g. a target-only model asked for another domain
             raise FieldError(("body", "domain"), str(e)) from None
         user = "anonymous" if req.user_id is None else ("known" if rec.user_known else "unknown")

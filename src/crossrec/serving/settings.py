@@ -27,6 +27,9 @@ class ServeSettings(BaseModel):
         max_history: the most history items a request may carry.
         max_batch_events: the most events one ``POST /events`` may carry.
         explain_items: history items returned per recommended item with ``explain=true``.
+        batch_users: concurrent ``POST /recommend`` requests (without a history) scored by
+            one ``Bundle.recommend`` call, at most (``crossrec.serving.batching``); 1 scores
+            each request alone.
         log_key_env: environment variable with the secret of the keyed hash (HMAC-SHA256) of
             user ids in logs; a random per-process secret when unset.
         retrieval: how the top k are found (``crossrec.serving.retrieval``): exact scoring by
@@ -44,5 +47,6 @@ class ServeSettings(BaseModel):
     max_history: int = Field(500, ge=1)
     max_batch_events: int = Field(1000, ge=1)
     explain_items: int = Field(3, ge=1, le=50)
+    batch_users: int = Field(32, ge=1, le=1024)
     log_key_env: str = LOG_KEY_ENV
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)

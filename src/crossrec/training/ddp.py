@@ -8,9 +8,10 @@ from the same seed; the ``Trainer`` of each finds the process group and trains t
   the stage's batch size divided by N (``micro_stage``), and rank ``r`` trains on micro-batches
   ``r, r + N, r + 2N, ...``. One optimiser step thus covers N consecutive micro-batches, about
   one batch of the single-process run: ``batch_size`` stays the *global* batch and the
-  learning rate keeps its meaning. The random streams stay in step on every rank, so the
-  resume point that rank 0 writes fits them all. (Each rank draws all micro-batches and
-  trains on its own; the drawing is repeated N times.)
+  learning rate keeps its meaning. The generator that draws the batches stays in step on
+  every rank, so the resume point that rank 0 writes fits them all. (Each rank draws all
+  micro-batches and trains on its own; the drawing is repeated N times. A loss with in-batch
+  negatives sees the ``batch_size / N`` rows of its micro-batch.)
 - **Gradients.** The model sits in ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU: the
   backend of the process group); DDP averages the gradients of the N micro-batches, so every
   rank takes the same Adam step. When an epoch's micro-batches do not divide by N, the ranks

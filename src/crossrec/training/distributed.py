@@ -18,9 +18,12 @@ the functions that use it.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -179,9 +182,26 @@ def _ray_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     return None if result is None else report(result)
 
 
+def follow_log(path: Path, emit: Callable[[dict[str, Any]], None],
+               stop: threading.Event, interval: float = 1.0) -> None:
+    """Call ``emit(record)`` for every line written to the training log ``path`` until
+    ``stop`` is set (an epoch the workers run again after a restart is shown again)."""
+    seen = 0
+    while not stop.wait(interval):
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        lines = text[: text.rfind("\n") + 1].splitlines()  # complete lines only
+        seen = min(seen, len(lines))  # truncated on resume
+        for line in lines[seen:]:
+            emit(json.loads(line))
+        seen = len(lines)
+
+
 def train_ray(job: TrainJob, workers: int, *, address: str | None = None,
-              max_failures: int = 3, runtime_env: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
+              max_failures: int = 3, runtime_env: dict[str, Any] | None = None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train on ``workers`` Ray Train workers (``TorchTrainer``, DDP); returns ``report``.
 
     Each worker asks for one CPU, or one GPU when ``train.device`` is ``cuda`` (the process
@@ -194,7 +214,9 @@ def train_ray(job: TrainJob, workers: int, *, address: str | None = None,
         address: an existing cluster (``ray://host:10001``, ``host:6379``, ``auto``); None
             starts a local one (see ``crossrec.cluster.ray_session``).
         max_failures: worker-group restarts allowed.
-        runtime_env: Ray runtime environment of the workers (e.g. env vars, a setup hook).
+        runtime_env: Ray runtime environment of the workers (e.g. env vars).
+        on_epoch: called in this process with each record of ``train_log.jsonl`` as the
+            workers write it (when ``job.out`` is visible here).
 
     Raises:
         ConfigError: GPUs asked for and missing in the cluster.
@@ -224,8 +246,16 @@ def train_ray(job: TrainJob, workers: int, *, address: str | None = None,
                                  failure_config=FailureConfig(max_failures=max_failures),
                                  worker_runtime_env=runtime_env),
         )
+        stop = threading.Event()
+        if on_epoch is not None:
+            from crossrec.training.trainer import LOG_FILE
+
+            threading.Thread(target=follow_log, args=(Path(job.out) / LOG_FILE, on_epoch, stop),
+                             daemon=True).start()
         try:
             result = trainer.fit()
         except Exception as e:  # TrainingFailedError wraps the workers' errors
             raise CrossrecError(f"distributed training failed: {e}") from e
+        finally:
+            stop.set()
     return result.return_value

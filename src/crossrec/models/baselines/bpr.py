@@ -180,7 +180,7 @@ class BPR(TorchRecommender):
     def retrieval_items(self, domain: str) -> torch.Tensor:
         """``[n_items(domain), d]`` item embeddings (the two-tower view of ``score``)."""
         items = self.config.check_domain(self._check_fitted(), domain, self.options.target)
-        return self.item_embedding.weight[items]
+        return self.item_embedding.weight[items].detach()
 
     @torch.no_grad()
     def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:

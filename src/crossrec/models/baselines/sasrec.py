@@ -178,7 +178,7 @@ class SASRec(TorchRecommender):
     @torch.no_grad()
     def retrieval_items(self, domain: str) -> torch.Tensor:
         """``[n_items(domain), D]`` the (shared) item embeddings of ``domain``."""
-        return self.item_embedding.weight[self._check_fitted().domain_items(domain)]
+        return self.item_embedding.weight[self._check_fitted().domain_items(domain)].detach()
 
     @torch.no_grad()
     def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
