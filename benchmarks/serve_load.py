@@ -342,7 +342,7 @@ def main() -> None:
                       f"{s['p99_ms']:.2f} ± {s['p99_ms_std']:.2f}", str(s["errors"]),
                       f"{s['cpu_ms']:.2f} ± {s['cpu_ms_std']:.2f}", f"{s['client_cpu_ms']:.2f}",
                       f"{s['loadavg']:.1f}")
-    console = Console(width=130)
+    console = Console(width=160)
     console.print(table)
     for m in modes:
         if "skipped" in result[m]:
