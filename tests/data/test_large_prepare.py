@@ -18,7 +18,6 @@ from crossrec.data.sources import read
 from crossrec.errors import DataError
 
 
-
 def _frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({"user_id": [f"u{x}" for x in rng.integers(0, 200, n)],
