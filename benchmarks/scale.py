@@ -17,6 +17,11 @@ stage in a fresh subprocess (its peak RSS is that process's ``ru_maxrss``):
   and full-ranking evaluation of a **fixed sample** of ``--eval-users`` test users against
   every ``movies`` item (its cost grows with the number of items, i.e. linearly here).
 
+It also times one dense ``torch.optim.Adam`` step over a table of the users + items (d = 64),
+the part of a BPR step that grows with them. ``--max-train N`` skips the epoch above N
+interactions (evaluation then scores random factors of BPR's shapes), ``--prepare-only`` stops
+after prepare, ``--merge OLD.json`` adds an earlier run's rows to the table, fit and plot.
+
 The growth exponent is the slope of ``log(value)`` against ``log(n)`` over the sizes (1 is
 linear). ``--ray-size`` adds, at that size, evaluation of *all* test users in-process and
 with ``evaluate --workers 1`` and ``2`` (Ray tasks on this machine's cores), and
@@ -348,9 +353,11 @@ def main() -> None:
              "k_core": a.k_core})]))
         print(f"[{n:,}] prepared in {row['prepare_s']:.0f} s", flush=True)
         shutil.rmtree(root / "raw") if not a.keep else None
+        row["loadavg"] = os.getloadavg()
         if a.prepare_only:
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "report"}), flush=True)
+            shutil.rmtree(root, ignore_errors=True) if not a.keep else None
             continue
         ray_workers = [1, 2] if a.ray_size and int(a.ray_size) == n else []
         row.update(run_stage(["--stage", "model", "--args", json.dumps(

@@ -230,22 +230,20 @@ def _prepare(con, inter: I.Inputs, meta_in: I.Inputs | None, domain: str | None,
 
 def _k_core(con, k: int, order: list, report: dict) -> None:  # noqa: ANN001
     """Table ``fin``: ``t1`` minus users and items with fewer than ``k`` rows in their domain,
-    repeated until stable (one pass over all domains at once: they are independent)."""
+    repeated until stable (all domains at once: they are independent). The rounds delete from
+    a narrow copy (row, user-in-domain key, item key), so each round scans 20 bytes a row."""
     before = dict(con.execute("SELECT dc, count(*) FROM t1 GROUP BY dc").fetchall())
-    n = sum(before.values())
-    con.execute("ALTER TABLE t1 RENAME TO fin")
+    con.execute("CREATE TABLE kc AS SELECT rn, CAST(uc AS BIGINT) * 65536 + dc AS ud, ic "
+                "FROM t1")
     while True:
-        con.execute(f"""
-            CREATE TABLE nxt AS SELECT fin.* FROM fin
-            SEMI JOIN (SELECT uc, dc FROM fin GROUP BY uc, dc HAVING count(*) >= {k}) u
-                ON fin.uc = u.uc AND fin.dc = u.dc
-            SEMI JOIN (SELECT ic FROM fin GROUP BY ic HAVING count(*) >= {k}) it
-                ON fin.ic = it.ic;
-            DROP TABLE fin; ALTER TABLE nxt RENAME TO fin""")
-        m = _one(con, "SELECT count(*) FROM fin")
-        if m == n:
+        gone = _one(con, f"""
+            DELETE FROM kc WHERE ud IN (SELECT ud FROM kc GROUP BY ud HAVING count(*) < {k})
+                OR ic IN (SELECT ic FROM kc GROUP BY ic HAVING count(*) < {k})""")
+        if not gone:
             break
-        n = m
+    con.execute("""
+        CREATE TABLE fin AS SELECT * FROM t1 WHERE rn IN (SELECT rn FROM kc);
+        DROP TABLE t1; DROP TABLE kc""")
     after = dict(con.execute("SELECT dc, count(*) FROM fin GROUP BY dc").fetchall())
     for dc, d in order:
         report["steps"].append({"step": f"{k}-core filter in domain {d!r}",
