@@ -39,7 +39,7 @@ import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from serve_latency import KEY, start_server
+from serve_load import KEY, start_server
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 CLI = [sys.executable, "-c", "from crossrec.cli import app; app()"]
@@ -150,7 +150,8 @@ def main() -> None:
         store = work / "store"
         crossrec("update", str(store), "--add", str(work / "v1"))
         v1 = Bundle.load(work / "v1").version
-        proc, url = start_server(store, work)
+        proc, port = start_server(store, work, 1, [])
+        url = f"http://127.0.0.1:{port}"
         user = str(split.train.users.raw(split.test["user"].to_numpy()[:1])[0])
         stream = Stream(url, user)
         stream.start()
