@@ -13,12 +13,14 @@ stage in a fresh subprocess (its peak RSS is that process's ``ru_maxrss``):
 * ``model``: load the prepared dataset (bytes held per interaction: ``memory_usage(deep=True)``
   of the interactions, the user and item vocabularies and the item texts, and the RSS growth
   of the load), a ``cold_start_users`` split (target ``movies``), one BPR epoch
-  (``epochs = 1``, ``train_on = "all"``, d = 64, Adam; fit time includes building its batches)
-  and full-ranking evaluation of a **fixed sample** of ``--eval-users`` test users against
+  (``epochs = 1``, ``train_on = "all"``, d = 64, ``sparse_updates = true``: row-sparse
+  gradients and lazy Adam; fit time includes building its batches), the same epoch with dense
+  Adam (the baseline, up to ``--max-dense-train`` interactions) and full-ranking evaluation of a **fixed sample** of ``--eval-users`` test users against
   every ``movies`` item (its cost grows with the number of items, i.e. linearly here).
 
-It also times one dense ``torch.optim.Adam`` step over a table of the users + items (d = 64),
-the part of a BPR step that grows with them. ``--max-train N`` skips the epoch above N
+It also times one dense ``torch.optim.Adam`` step and one ``torch.optim.SparseAdam`` step over
+a table of the users + items (d = 64), the part of a BPR step that grows with them (dense) or
+not (sparse). ``--max-train N`` skips the epoch above N
 interactions (evaluation then scores random factors of BPR's shapes), ``--prepare-only`` stops
 after prepare, ``--merge OLD.json`` adds an earlier run's rows to the table, fit and plot.
 
@@ -129,20 +131,22 @@ def dataset_bytes(ds) -> int:  # noqa: ANN001
     return b + int(ds.item_attrs.memory_usage(deep=True).sum())
 
 
-def adam_step_ms(rows: int, d: int = 64, batch: int = 4096, repeats: int = 5) -> float:
-    """CPU ms of one backward + dense ``torch.optim.Adam`` step on a ``[rows, d]`` table when
-    a batch touches ``3 * batch`` rows (user, positive, negative): the part of a BPR step that
-    grows with the number of users and items (best of ``repeats``)."""
+def adam_step_ms(rows: int, d: int = 64, batch: int = 4096, repeats: int = 5,
+                 sparse: bool = False) -> float:
+    """CPU ms of one backward + optimiser step on a ``[rows, d]`` embedding table when a batch
+    touches ``3 * batch`` rows (user, positive, negative): dense ``torch.optim.Adam`` (its cost
+    grows with the table) or, with ``sparse``, ``torch.optim.SparseAdam`` on row-sparse
+    gradients (best of ``repeats``)."""
     import torch
 
-    w = torch.nn.Parameter(torch.randn(rows, d) * 0.01)
-    opt = torch.optim.Adam([w], lr=1e-3)
+    table = torch.nn.Embedding(rows, d, sparse=sparse)
+    opt = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(table.parameters(), lr=1e-3)
     idx = torch.randint(0, rows, (3 * batch,))
     best = float("inf")
     for _ in range(repeats):
         c = time.process_time()
         opt.zero_grad()
-        (w[idx] ** 2).sum().backward()
+        (table(idx) ** 2).sum().backward()
         opt.step()
         best = min(best, time.process_time() - c)
     return best * 1000
@@ -173,8 +177,8 @@ def random_factors(train):  # noqa: ANN001, ANN201
     return Factors()
 
 
-def stage_model(data: Path, eval_users: int, ray_workers: list[int], train: bool = True
-                ) -> dict:
+def stage_model(data: Path, eval_users: int, ray_workers: list[int], train: bool = True,
+                dense: bool = True) -> dict:
     import torch
 
     from crossrec.data.dataset import MultiDomainDataset
@@ -199,20 +203,31 @@ def stage_model(data: Path, eval_users: int, ray_workers: list[int], train: bool
     out["split_s"] = time.perf_counter() - t
     out["train_interactions"] = len(split.train.interactions)
     out["adam_step_ms"] = adam_step_ms(ds.n_users + ds.n_items)
+    out["sparse_adam_step_ms"] = adam_step_ms(ds.n_users + ds.n_items, sparse=True)
     out["train_steps"] = -(-out["train_interactions"] // 4096)
-    if train:
-        model = build_model({"name": "bpr", "epochs": 1, "train_on": "all"})
-        t, c = time.perf_counter(), time.process_time()
-        model.fit(split.train, FitOptions(target="movies", sources=("books", "music"),
-                                          progress=False))
-        out["epoch_s"], out["epoch_cpu_s"] = time.perf_counter() - t, time.process_time() - c
-    else:  # scoring costs what BPR's does: user rows @ the domain's item rows (d = 64)
-        model = random_factors(split.train)
-        out["eval_model"] = "random factors, d = 64 (no BPR epoch at this size)"
     test_users = np.unique(split.truth("test", "movies")["user"].to_numpy())
     sample = np.random.default_rng(0).choice(test_users, min(eval_users, len(test_users)),
                                              replace=False)
     kw = dict(ks=(10, 20), metrics=("recall", "ndcg"), batch_size=512)
+    fit_options = FitOptions(target="movies", sources=("books", "music"), progress=False)
+    if train and dense:  # the baseline: the same epoch with dense Adam over whole tables
+        model = build_model({"name": "bpr", "epochs": 1, "train_on": "all"})
+        t, c = time.perf_counter(), time.process_time()
+        model.fit(split.train, fit_options)
+        out["epoch_dense_s"] = time.perf_counter() - t
+        out["epoch_dense_cpu_s"] = time.process_time() - c
+        res = evaluate(model, split, users=sample, **kw)
+        out["ndcg@10_dense"] = float(res.per_user["ndcg@10"].mean())
+        del model
+    if train:
+        model = build_model({"name": "bpr", "epochs": 1, "train_on": "all",
+                             "sparse_updates": True})
+        t, c = time.perf_counter(), time.process_time()
+        model.fit(split.train, fit_options)
+        out["epoch_s"], out["epoch_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    else:  # scoring costs what BPR's does: user rows @ the domain's item rows (d = 64)
+        model = random_factors(split.train)
+        out["eval_model"] = "random factors, d = 64 (no BPR epoch at this size)"
     t, c = time.perf_counter(), cpu_s()
     res = evaluate(model, split, users=sample, **kw)
     out["eval_s"], out["eval_cpu_s"] = time.perf_counter() - t, cpu_s() - c
@@ -272,8 +287,9 @@ MEASURES = {  # key -> label
     "prepare_s": "prepare (DuckDB) s", "prepare_cpu_s": "prepare CPU s",
     "prepare_peak_rss_mib": "prepare peak RSS MiB",
     "bytes_per_interaction": "dataset bytes / interaction",
-    "epoch_s": "BPR epoch s", "epoch_cpu_s": "BPR epoch CPU s",
-    "adam_step_ms": "dense Adam step CPU ms",
+    "epoch_s": "BPR epoch (lazy Adam) s", "epoch_cpu_s": "BPR epoch (lazy Adam) CPU s",
+    "epoch_dense_cpu_s": "BPR epoch (dense Adam) CPU s",
+    "adam_step_ms": "dense Adam step CPU ms", "sparse_adam_step_ms": "lazy Adam step CPU ms",
     "eval_s": "eval (fixed user sample) s", "eval_cpu_s": "eval CPU s",
     "model_peak_rss_mib": "load+train+eval peak MiB",
 }
@@ -288,7 +304,9 @@ def plot(rows: list[dict], path: Path) -> None:
     n = [r["interactions"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("prepare_s", "prepare (wall)"), ("prepare_cpu_s", "prepare (CPU)"),
-                       ("epoch_s", "BPR epoch (wall)"), ("epoch_cpu_s", "BPR epoch (CPU)"),
+                       ("epoch_s", "BPR epoch, lazy Adam (wall)"),
+                       ("epoch_cpu_s", "BPR epoch, lazy Adam (CPU)"),
+                       ("epoch_dense_cpu_s", "BPR epoch, dense Adam (CPU)"),
                        ("eval_s", "eval, fixed users (wall)")):
         pts = [(x, r[key]) for x, r in zip(n, rows, strict=True) if key in r]
         if pts:
@@ -320,6 +338,8 @@ def main() -> None:
                    "comparison (0 = none)")
     p.add_argument("--keep", action="store_true", help="keep the generated data")
     p.add_argument("--prepare-only", action="store_true", help="generate and prepare only")
+    p.add_argument("--max-dense-train", type=float, default=5e6, help="no dense-Adam "
+                   "baseline epoch above this many interactions")
     p.add_argument("--max-train", type=float, default=float("inf"), help="no BPR epoch above "
                    "this size (evaluation then scores random factors of the same shapes)")
     p.add_argument("--merge", type=Path, action="append", default=[],
@@ -336,7 +356,7 @@ def main() -> None:
             res = stage_train(Path(kw["data"]), Path(kw["work"]), kw["workers"])
         else:
             res = stage_model(Path(kw["data"]), kw["eval_users"], kw["ray_workers"],
-                              kw.get("train", True))
+                              kw.get("train", True), kw.get("dense", True))
         print(json.dumps(res, default=float))
         return
     sizes = [int(float(s)) for s in a.sizes.split(",")]
@@ -362,7 +382,7 @@ def main() -> None:
         ray_workers = [1, 2] if a.ray_size and int(a.ray_size) == n else []
         row.update(run_stage(["--stage", "model", "--args", json.dumps(
             {"data": str(root / "ds"), "eval_users": a.eval_users, "ray_workers": ray_workers,
-             "train": n <= a.max_train})]))
+             "train": n <= a.max_train, "dense": n <= a.max_dense_train})]))
         if ray_workers:
             row["train_workers"] = run_stage(["--stage", "train", "--args", json.dumps(
                 {"data": str(root / "ds"), "work": str(root / "train"), "workers": ray_workers})])
@@ -412,6 +432,7 @@ ratio = 0.2
 name = "bpr"
 epochs = 1
 train_on = "all"
+sparse_updates = true
 """
 
 

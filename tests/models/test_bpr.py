@@ -67,3 +67,11 @@ def test_target_only_leaves_cold_users_at_init() -> None:
     cold = np.unique(split.truth("test")["user"].to_numpy())
     np.testing.assert_array_equal(model.user_embedding.weight[cold].detach().numpy(),
                                   before[cold].numpy())
+
+
+class TestBPRSparse(RecommenderContract):
+    """Row-sparse gradients and lazy Adam (``sparse_updates``): the same contract."""
+
+    model_cls = BPR
+    fast_config = {"train_on": "all", "sparse_updates": True}
+    transfers = True

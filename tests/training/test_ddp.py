@@ -41,7 +41,7 @@ def test_micro_stage_divides_the_global_batch() -> None:
 
 
 SCRIPT = '''
-import json, sys
+import json, os, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -50,10 +50,15 @@ from torch import nn
 from crossrec.models.base import FitOptions, Stage, TorchRecommender
 from crossrec.training.trainer import Trainer
 
+SPARSE = os.environ.get("SPARSE") == "1"
+
 class LeastSquares(TorchRecommender):
-    """y ~ x @ w + b on 10 fixed rows; batches are a seeded shuffle cut in stage.batch_size."""
+    """y ~ x @ w + b (+ a per-row offset from a sparse table, lazy Adam, when SPARSE) on 10
+    fixed rows; batches are a seeded shuffle cut in stage.batch_size."""
     def build(self, train, options):
         self.linear = nn.Linear(4, 1)
+        if SPARSE:
+            self.offset = nn.Embedding(10, 1, sparse=True)
     def batches(self, train, stage, rng):
         g = torch.Generator().manual_seed(7)
         x = torch.randn(10, 4, generator=g)
@@ -61,10 +66,13 @@ class LeastSquares(TorchRecommender):
         order = torch.from_numpy(rng.permutation(10))
         for s in range(0, 10, stage.batch_size):
             idx = order[s:s + stage.batch_size]
-            yield x[idx], y[idx]
+            yield x[idx], y[idx], idx
     def loss(self, batch, stage):
-        x, y = batch
-        return ((self.linear(x).squeeze(-1) - y) ** 2).mean()
+        x, y, idx = batch
+        pred = self.linear(x).squeeze(-1)
+        if SPARSE:
+            pred = pred + self.offset(idx).squeeze(-1)
+        return ((pred - y) ** 2).mean()
     def score(self, query, domain):
         raise NotImplementedError
 
@@ -93,11 +101,13 @@ if distributed:
 
 
 @pytest.mark.distributed
-def test_two_torchrun_ranks_take_the_steps_of_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse-lazy-adam"])
+def test_two_torchrun_ranks_take_the_steps_of_one_process(tmp_path: Path, sparse: bool) -> None:
     script = tmp_path / "least_squares.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SPARSE": "1" if sparse else "0"}
     with pytest.MonkeyPatch.context() as mp:  # one process: this one
+        mp.setenv("SPARSE", env["SPARSE"])
         mp.setattr(sys, "argv", [str(script), str(tmp_path / "one")])
         runpy.run_path(str(script), run_name="__main__")
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",

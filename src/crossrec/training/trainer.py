@@ -33,6 +33,7 @@ from crossrec.training.checkpoint import (
     save_resume_point,
 )
 from crossrec.training.ddp import DataParallel, micro_stage, world
+from crossrec.training.optim import OptimizerGroup, build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +186,7 @@ class Trainer:
         chosen = {id(p) for p in params}
         for p in model.parameters():
             p.requires_grad_(id(p) in chosen)
-        if self.dp is None:
-            optimised, hooks = _row_views(model, stage, params)
-        else:  # DDP reduces whole gradients; rows only spare work, the steps are the same
-            optimised, hooks = list(params), []
-        optimizer = torch.optim.Adam(optimised, lr=stage.learning_rate,
-                                     weight_decay=stage.weight_decay)
+        optimizer, hooks = build_optimizer(model, stage, params, distributed=self.dp is not None)
         task = bar.add_task(f"stage {stage.name}", total=stage.epochs, info="") if bar else None
         best_valid: float | None = None
         best_epoch, best_state, bad_epochs = 0, None, 0
@@ -261,7 +257,7 @@ class Trainer:
         train: MultiDomainDataset,
         stage: Stage,
         rng: np.random.Generator,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | OptimizerGroup,
         epoch: int,
         loss_fn: Any,
     ) -> float:
@@ -348,63 +344,6 @@ def _select(model: TorchRecommender, prefixes: tuple[str, ...]) -> list[torch.nn
         names = ", ".join(name for name, _ in named) or "none"
         raise ValueError(f"no parameter name starts with {list(prefixes)}; parameters: {names}")
     return chosen
-
-
-class _RowGrad:
-    """Post-accumulate-grad hook of a parameter trained on ``rows`` only: hands those rows of
-    its gradient to ``view`` (the tensor Adam updates) and clears the parameter's own gradient
-    (the optimiser does not know it, so nothing else would). The first call checks that no
-    other row got a gradient."""
-
-    def __init__(self, view: torch.Tensor, rows: slice, label: str) -> None:
-        self.view, self.rows, self.label, self.checked = view, rows, label, False
-
-    def __call__(self, param: torch.Tensor) -> None:
-        grad = param.grad
-        if not self.checked:
-            if grad[: self.rows.start].any() or grad[self.rows.stop :].any():
-                raise ValueError(f"{self.label} got a gradient outside rows {self.rows.start}:"
-                                 f"{self.rows.stop}; fix the model's Stage.rows")
-            self.checked = True
-        self.view.grad = grad[self.rows]
-        param.grad = None
-
-
-def _row_views(
-    model: TorchRecommender, stage: Stage, params: list[torch.nn.Parameter]
-) -> tuple[list[torch.Tensor], list[Any]]:
-    """The tensors the stage's optimiser updates, and the hooks to remove after the stage.
-
-    A parameter named in ``stage.rows`` is replaced by a view of those rows (same storage),
-    whose gradient a ``_RowGrad`` hook sets after each backward; the others stay as they are.
-    Adam over the view equals Adam over the whole table when the other rows never get a
-    gradient (their moments stay 0, so their update is 0), but skips its work on them. Not
-    applied with a weight decay, which would move those rows too.
-    """
-    if not stage.rows or stage.weight_decay:
-        return list(params), []
-    names = {id(p): name for name, p in model.named_parameters()}
-    unknown = sorted(set(stage.rows) - set(names.values()))
-    if unknown:
-        raise ValueError(f"stage {stage.name!r}: Stage.rows names {unknown}, which are not "
-                         "parameters of the model")
-    out: list[torch.Tensor] = []
-    hooks = []
-    for p in params:
-        rows = stage.rows.get(names[id(p)])
-        if rows is None:
-            out.append(p)
-            continue
-        start, stop, step = rows.indices(len(p))
-        if step != 1:
-            raise ValueError(f"stage {stage.name!r}: Stage.rows[{names[id(p)]!r}] must be a "
-                             f"contiguous slice, got {rows}")
-        view = p.detach()[start:stop]  # a leaf sharing p's storage
-        label = f"stage {stage.name!r}: {names[id(p)]}"
-        hooks.append(p.register_post_accumulate_grad_hook(
-            _RowGrad(view, slice(start, stop), label)))
-        out.append(view)
-    return out, hooks
 
 
 def _save_checkpoint(state: dict[str, torch.Tensor], path: Path, stage: str, epoch: int) -> None:
