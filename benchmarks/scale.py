@@ -15,7 +15,8 @@ stage in a fresh subprocess (its peak RSS is that process's ``ru_maxrss``):
   of the load), a ``cold_start_users`` split (target ``movies``), one BPR epoch
   (``epochs = 1``, ``train_on = "all"``, d = 64, ``sparse_updates = true``: row-sparse
   gradients and lazy Adam; fit time includes building its batches), the same epoch with dense
-  Adam (the baseline, up to ``--max-dense-train`` interactions) and full-ranking evaluation of a **fixed sample** of ``--eval-users`` test users against
+  Adam (the baseline, up to ``--max-dense-train`` interactions) and full-ranking
+  evaluation of a **fixed sample** of ``--eval-users`` test users against
   every ``movies`` item (its cost grows with the number of items, i.e. linearly here).
 
 It also times one dense ``torch.optim.Adam`` step and one ``torch.optim.SparseAdam`` step over
