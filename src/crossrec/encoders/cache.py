@@ -135,6 +135,39 @@ def encode_items(texts: Sequence[str], encoder: TextEncoder, *,
                              progress=progress)[0]
 
 
+class EncodeJob:
+    """What one encode call has to do, and its answer: shared by the in-process and Ray paths.
+
+    Texts are deduplicated by hash; the cache answers what it holds; ``todo`` indexes the
+    missing unique texts, longest first (less padding per batch). Fill ``vectors[todo]``, then
+    ``result()`` gives ``(float32 [n, dim] in the order of texts, EncodeStats)``.
+    """
+
+    def __init__(self, texts: Sequence[str], cache: VectorCache | None, dim: int) -> None:
+        self.start = time.perf_counter()
+        self.n_texts = len(texts)
+        self.hashes = [text_hash(t) for t in texts]
+        self.unique = list(dict.fromkeys(self.hashes))
+        self.first = {h: t for h, t in zip(self.hashes, texts, strict=True)}
+        if cache is not None:
+            self.found, self.vectors = cache.lookup(self.unique)
+        else:
+            self.found = np.zeros(len(self.unique), dtype=bool)
+            self.vectors = np.zeros((len(self.unique), dim), dtype=np.float32)
+        todo = np.flatnonzero(~self.found)
+        lengths = [-len(self.first[self.unique[i]]) for i in todo]
+        self.todo = todo[np.argsort(lengths, kind="stable")]
+
+    def result(self) -> tuple[np.ndarray, EncodeStats]:
+        index = {h: i for i, h in enumerate(self.unique)}
+        rows = np.array([index[h] for h in self.hashes], dtype=np.int64)
+        out = self.vectors[rows] if self.hashes else self.vectors
+        stats = EncodeStats(items=self.n_texts, unique=len(self.unique), encoded=len(self.todo),
+                            from_cache=int(self.found.sum()),
+                            seconds=time.perf_counter() - self.start)
+        return out, stats
+
+
 def encode_with_stats(texts: Sequence[str], encoder: TextEncoder, *,
                       cache: VectorCache | str | Path | None = "default", batch_size: int = 64,
                       progress: bool = True) -> tuple[np.ndarray, EncodeStats]:
@@ -144,18 +177,9 @@ def encode_with_stats(texts: Sequence[str], encoder: TextEncoder, *,
     cache shard, so an interrupted run keeps what it finished); within a chunk the encoder
     batches them as it would the whole list, so padding is the same as one direct call.
     """
-    start = time.perf_counter()
     cache = open_cache(cache, encoder)
-    hashes = [text_hash(t) for t in texts]
-    uniq = list(dict.fromkeys(hashes))
-    first = {h: t for h, t in zip(hashes, texts, strict=True)}
-    if cache is not None:
-        found, vecs = cache.lookup(uniq)
-    else:
-        found, vecs = np.zeros(len(uniq), dtype=bool), np.zeros((len(uniq), encoder.dim),
-                                                                 dtype=np.float32)
-    todo = np.flatnonzero(~found)
-    todo = todo[np.argsort([-len(first[uniq[i]]) for i in todo], kind="stable")]
+    job = EncodeJob(texts, cache, encoder.dim)
+    uniq, first, vecs, todo = job.unique, job.first, job.vectors, job.todo
     if len(todo):
         chunk = max(batch_size * 16, 1024)
         bar = None
@@ -177,8 +201,4 @@ def encode_with_stats(texts: Sequence[str], encoder: TextEncoder, *,
         finally:
             if bar is not None:
                 bar.stop()
-    pos = {h: i for i, h in enumerate(uniq)}
-    out = vecs[np.array([pos[h] for h in hashes], dtype=np.int64)] if hashes else vecs
-    stats = EncodeStats(items=len(texts), unique=len(uniq), encoded=len(todo),
-                        from_cache=int(found.sum()), seconds=time.perf_counter() - start)
-    return out, stats
+    return job.result()

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from crossrec.cluster import check_workers, ray_session
 from crossrec.encoders.base import TextEncoder
-from crossrec.encoders.cache import EncodeStats, VectorCache, open_cache, text_hash
+from crossrec.encoders.cache import EncodeJob, EncodeStats, VectorCache, open_cache
 from crossrec.errors import ConfigError
 
 
@@ -79,18 +78,9 @@ def encode_distributed(
         ``(float32 [n, dim], EncodeStats)``, as ``encode_with_stats``.
     """
     check_workers(workers)
-    start = time.perf_counter()
     store = open_cache(cache, encoder)
-    hashes = [text_hash(t) for t in texts]
-    uniq = list(dict.fromkeys(hashes))
-    first = {h: t for h, t in zip(hashes, texts, strict=True)}
-    if store is not None:
-        found, vecs = store.lookup(uniq)
-    else:
-        found = np.zeros(len(uniq), dtype=bool)
-        vecs = np.zeros((len(uniq), encoder.dim), dtype=np.float32)
-    todo = np.flatnonzero(~found)
-    todo = todo[np.argsort([-len(first[uniq[i]]) for i in todo], kind="stable")]
+    job = EncodeJob(texts, store, encoder.dim)
+    uniq, first, vecs, todo = job.unique, job.first, job.vectors, job.todo
     if len(todo):
         pos = {uniq[i]: int(i) for i in todo}
         rows = [{"hash": uniq[i], "text": first[uniq[i]]} for i in todo]
@@ -116,8 +106,4 @@ def encode_distributed(
                 done += len(got)
         if done != len(todo):
             raise RuntimeError(f"the workers returned {done} of {len(todo)} vectors")
-    index = {h: i for i, h in enumerate(uniq)}
-    out_vecs = vecs[np.array([index[h] for h in hashes], dtype=np.int64)] if hashes else vecs
-    stats = EncodeStats(items=len(texts), unique=len(uniq), encoded=len(todo),
-                        from_cache=int(found.sum()), seconds=time.perf_counter() - start)
-    return out_vecs, stats
+    return job.result()
