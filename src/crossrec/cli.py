@@ -9,30 +9,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from crossrec.cli_serve import recommend, serve
+from crossrec.cli_update import update
 from crossrec.config import load_config
-from crossrec.errors import ConfigError, CrossrecError
+from crossrec.console import console
+from crossrec.console import fail as _fail
+from crossrec.errors import CrossrecError
 
 if TYPE_CHECKING:
-    from crossrec.serving.retrieval import RetrievalConfig
+    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cross-domain recommendation: prepare data, train, evaluate, benchmark.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
 app.add_typer(data_app, name="data")
-# a fixed width when piped (logs, CI), so that wide metric tables are not cut
-console = Console() if sys.stdout.isatty() else Console(width=200)
 # printed; every metric goes to report.md / JSON
 SHOWN = ["recall", "ndcg", "hr", "mrr", "mae", "rmse"]
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value")]
-
-
-def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
-    raise typer.Exit(code=2)
 
 
 def _parse_options(items: list[str] | None) -> dict:
@@ -447,149 +443,8 @@ def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str,  # noqa
     console.print(f"report: {path}")
 
 
-@app.command()
-def recommend(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
-    user: Annotated[list[str], typer.Option("--user", "-u", help="Raw user id (repeatable)")],
-    domain: Annotated[str | None, typer.Option(help="Domain to recommend in")] = None,
-    k: Annotated[int, typer.Option("-k", help="How many items")] = 10,
-    include_seen: Annotated[bool, typer.Option(help="Keep items the user already has")] = False,
-) -> None:
-    """Top-k items for users (an unknown user gets the popular items, and is told so)."""
-    from crossrec.bundle import Bundle
-
-    try:
-        b = Bundle.load(bundle)
-        recs = b.recommend(user, domain, k, exclude_seen=not include_seen)
-    except CrossrecError as e:
-        _fail(e)
-    for r in recs:
-        t = Table(title=f"user {r.user_id} -> {r.domain} ({r.strategy})")
-        t.add_column("#", justify="right")
-        t.add_column("item_id")
-        t.add_column("title")
-        t.add_column("score", justify="right")
-        idx = b.train.item_index(r.domain, r.item_ids)
-        for i, (item, sc, ii) in enumerate(zip(r.item_ids, r.scores, idx, strict=True), 1):
-            t.add_row(str(i), item, b.train.item_text[ii][:70], f"{sc:.4f}")
-        console.print(t)
-
-
-@app.command()
-def serve(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`, or a "
-                                           "bundle store (`crossrec update`): its live "
-                                           "version")],
-    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    keys_file: Annotated[Path | None, typer.Option(help="API keys, one per line (plain or "
-                                                   "sha256:<hex>); $CROSSREC_API_KEYS adds "
-                                                   "more")] = None,
-    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys "
-                                          "(trusted networks only)")] = False,
-    events: Annotated[str, typer.Option(help="Event store: SQLite file or postgresql:// URL")
-                      ] = "events.sqlite",
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    workers: Annotated[int, typer.Option(help="Worker processes on one port (each loads the "
-                                         "bundle; they share the event store)")] = 1,
-    retrieval: Annotated[str, typer.Option(help="Top-k search: exact (every item scored, the "
-                                           "default), flat, hnsw or ivf (a faiss index over "
-                                           "the item vectors of a factorised model)")
-                         ] = "exact",
-    vectors: Annotated[str, typer.Option(help="Item vectors searched: fp32, fp16 or int8")
-                       ] = "fp32",
-    quantize_user_encoder: Annotated[bool, typer.Option(
-        "--quantize-user-encoder", help="Dynamic int8 quantisation of the model's Linear "
-        "layers (the user side; item vectors are taken in fp32 first)")] = False,
-    ef_search: Annotated[int | None, typer.Option(help="HNSW candidates per query")] = None,
-    nprobe: Annotated[int | None, typer.Option(help="IVF cells searched per query")] = None,
-    batch_users: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent /recommend "
-                                             "requests scored by one model call, at most "
-                                             "(1: each alone)")] = 32,
-) -> None:
-    """Serve BUNDLE over HTTP (POST /recommend, /recommend/text, /events; GET /metrics).
-
-    POST /admin/reload or SIGHUP loads the store's live version (or the bundle directory
-    again) and swaps it in without dropping requests; with --workers N, send SIGHUP to this
-    (the supervisor) process: each worker is replaced by one that loads the live version.
-    """
-    import logging
-    import os
-    import secrets
-    import socket
-
-    import uvicorn
-
-    from crossrec.serving import app as serving
-    from crossrec.serving.reload import SUPERVISOR_ENV
-    from crossrec.serving.settings import ServeSettings
-    from crossrec.serving.store import BundleSource
-
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    try:
-        settings = ServeSettings(auth=not no_auth, keys_file=keys_file, events=events,
-                                 batch_users=batch_users,
-                                 retrieval=_retrieval_config(retrieval, vectors,
-                                                             quantize_user_encoder, ef_search,
-                                                             nprobe))
-        source = BundleSource(bundle)
-        b = source.load()
-        api = serving.create_app(b, settings, source=source)  # checks keys, event store
-    except CrossrecError as e:
-        _fail(e)
-    console.print(f"serving {source.describe()} (model {b.config['model']['name']}, "
-                  f"version {b.version}, retrieval {settings.retrieval.describe()}, "
-                  f"auth {'on' if settings.auth else 'OFF'}, events {settings.events}, "
-                  f"{workers} worker(s))")
-    if workers <= 1:
-        uvicorn.run(api, host=host, port=port, log_level=log_level)
-        return
-    del api, b  # each worker process builds its own app from the environment
-    os.environ[serving.BUNDLE_ENV] = str(bundle.resolve())
-    os.environ[serving.SETTINGS_ENV] = settings.model_dump_json()
-    # one secret for all workers, so that a user's hash in the logs is the same in each
-    os.environ.setdefault(settings.log_key_env, secrets.token_hex(32))
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums over the workers
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crossrec-metrics-")
-    os.environ[serving.LOG_LEVEL_ENV] = log_level
-    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload -> SIGHUP to us
-    from uvicorn.supervisors import Multiprocess
-
-    # SIGHUP replaces the workers one at a time; a new one must load the bundle (and import
-    # torch) before the old one retires, which takes longer than uvicorn's default 5 s
-    config = uvicorn.Config("crossrec.serving.app:app_from_env", factory=True, workers=workers,
-                            host=host, port=port, log_level=log_level,
-                            timeout_worker_healthcheck=120)
-    sock = config.bind_socket()
-    # accepted connections inherit TCP_NODELAY (Linux); without it a keep-alive answer written
-    # as headers + body waits for the client's delayed ACK (~40 ms a request)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    Multiprocess(config, sockets=[sock]).run()
-
-
-def _retrieval_config(kind: str, vectors: str, quantize: bool, ef_search: int | None,
-                      nprobe: int | None) -> RetrievalConfig:
-    """The ``serve`` options as a RetrievalConfig; ConfigError naming the bad option."""
-    from pydantic import ValidationError
-
-    from crossrec.serving.retrieval import RetrievalConfig
-
-    names = {"kind": "--retrieval", "vectors": "--vectors", "hnsw_ef_search": "--ef-search",
-             "ivf_nprobe": "--nprobe"}
-    extra = {k: v for k, v in (("hnsw_ef_search", ef_search), ("ivf_nprobe", nprobe))
-             if v is not None}
-    try:
-        return RetrievalConfig(kind=kind, vectors=vectors, quantize_user_encoder=quantize,
-                               **extra)
-    except ValidationError as e:
-        raise ConfigError("; ".join(f"{names.get(str(err['loc'][0]), err['loc'][0])}: "
-                                    f"{err['msg']}" for err in e.errors())) from None
-
-
-from crossrec.cli_update import update  # noqa: E402 - registered after the other commands
-
+app.command()(recommend)
+app.command()(serve)
 app.command()(update)
 
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from crossrec.console import console
 from crossrec.errors import CrossrecError
 
-console = Console() if sys.stdout.isatty() else Console(width=200)
 GUARD_REFUSED = 3  # exit code: the new version was written but the metric guard kept it off
 
 

@@ -193,7 +193,7 @@ def test_int8_user_encoder(split) -> None:
 
 
 def test_serve_options_are_checked() -> None:
-    from crossrec.cli import _retrieval_config
+    from crossrec.cli_serve import _retrieval_config
     from crossrec.serving.settings import ServeSettings
 
     cfg = _retrieval_config("hnsw", "int8", True, 200, None)
