@@ -14,12 +14,14 @@ from crossrec.models.base import (
 from crossrec.models.baselines import BPR, EASE, ItemKNN, Pop, SASRec, Transition
 from crossrec.models.baselines.text_zero_shot import TextZeroShot
 from crossrec.models.cross.cmf import CMF
+from crossrec.models.cross.conet import CoNet
 from crossrec.models.cross.dann import DANN
 from crossrec.models.cross.emcdr import EMCDR
 from crossrec.models.cross.hybrid import Hybrid
 from crossrec.models.cross.ptupcdr import PTUPCDR
 from crossrec.models.cross.shared_bottom import SharedBottom
 from crossrec.models.cross.text_transfer import TextTransfer
+from crossrec.models.distill import Distill
 
 MODELS: dict[str, type[Recommender]] = {
     "pop": Pop,
@@ -35,7 +37,9 @@ MODELS: dict[str, type[Recommender]] = {
     "ptupcdr": PTUPCDR,
     "dann": DANN,
     "shared_bottom": SharedBottom,
+    "conet": CoNet,
     "text_transfer": TextTransfer,
+    "distill": Distill,
 }
 
 __all__ = ["MODELS", "BaselineConfig", "FitOptions", "ModelConfig", "Query", "Recommender",

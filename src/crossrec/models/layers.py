@@ -112,3 +112,27 @@ class MoEAdapter(nn.Module):
         shift = torch.einsum("kd,kde->ke", self.bias, self.weight)  # b_k W_k [K, D]
         out = torch.einsum("nk,nke->ne", gates, experts - shift[None])
         return out.reshape(*lead, self.d_out)
+
+
+class _Rows(torch.autograd.Function):
+    """``x[index]`` whose backward sums the gradient rows with ``index_add_`` (deterministic on
+    CPU, unlike the multi-threaded accumulation behind plain indexing)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(index)
+        ctx.n_rows = x.shape[0]
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        (index,) = ctx.saved_tensors
+        flat = grad.reshape(index.numel(), *grad.shape[index.dim():])
+        out = grad.new_zeros((ctx.n_rows, *grad.shape[index.dim():]))
+        return out.index_add_(0, index.reshape(-1), flat), None
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` (``x [n, ...]``, ``index`` any shape of row ids) with a run-to-run
+    deterministic backward on CPU: repeated rows' gradients are summed by ``index_add_``."""
+    return _Rows.apply(x, index)

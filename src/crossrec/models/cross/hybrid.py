@@ -38,6 +38,7 @@ from crossrec.data.sequence import user_sequences
 from crossrec.models.alignment import Aligner
 from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender, with_column
 from crossrec.models.baselines.text_zero_shot import log_popularity, query_histories
+from crossrec.models.layers import gather_rows
 from crossrec.models.text import TextConfig
 
 
@@ -100,23 +101,6 @@ class HybridBatch:
     def to(self, device: str | torch.device) -> HybridBatch:
         return HybridBatch(*(t.to(device) for t in (self.users, self.items, self.domains,
                                                     self.history, self.negatives)))
-
-
-class _Rows(torch.autograd.Function):
-    """``x[index]`` whose backward sums the gradient rows with ``index_add_`` (deterministic on
-    CPU, unlike the multi-threaded accumulation behind plain indexing)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-        ctx.save_for_backward(index)
-        ctx.n_rows = x.shape[0]
-        return x[index]
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
-        (index,) = ctx.saved_tensors
-        out = grad.new_zeros((ctx.n_rows, *grad.shape[1:]))
-        return out.index_add_(0, index, grad), None
 
 
 class Hybrid(TorchRecommender):
@@ -252,7 +236,7 @@ class Hybrid(TorchRecommender):
                           batch.negatives.reshape(-1)])
         uniq, inverse = torch.unique(flat, return_inverse=True)
         vec, bias = self.item_vectors(uniq)
-        vec, bias = _Rows.apply(vec, inverse), _Rows.apply(bias, inverse)
+        vec, bias = gather_rows(vec, inverse), gather_rows(bias, inverse)
         hist_vec = vec[: b * length].view(b, length, -1)
         keep = batch.history != batch.items[:, None]  # leave the positive out
         user = self.pool(batch.history, hist_vec, keep)
@@ -261,7 +245,7 @@ class Hybrid(TorchRecommender):
         pos_score = (user * vec[pos]).sum(-1) + bias[pos]  # [b]
         neg_all = (user @ vec[b * length + b :].T).view(b, n_dom, k)  # [b, n_domains, k]
         neg_score = neg_all[torch.arange(b, device=user.device), batch.domains]  # [b, k]
-        neg_score = neg_score + _Rows.apply(bias[b * length + b :].view(n_dom, k),
+        neg_score = neg_score + gather_rows(bias[b * length + b :].view(n_dom, k),
                                             batch.domains)
         if self.config.objective == "bpr":
             losses = F.softplus(neg_score - pos_score[:, None]).mean(-1)
