@@ -214,10 +214,11 @@ def start_server(bundle: Path, work: Path, workers: int,
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    (work / "keys").write_text(KEY + "\n")
+    (work / "keys").write_text(KEY + "\n")  # also the admin key (POST /admin/reload)
     log = work / f"server-{port}.log"
     cmd = [sys.executable, "-c", "from crossrec.cli import app; app()", "serve", str(bundle),
-           "--port", str(port), "--keys-file", str(work / "keys"), "--events",
+           "--port", str(port), "--keys-file", str(work / "keys"), "--admin-keys-file",
+           str(work / "keys"), "--events",
            str(work / f"events-{port}.sqlite"), "--log-level", "warning", "--workers",
            str(workers), *extra]
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,

@@ -135,3 +135,17 @@ def test_resumed_benchmark_reads_finished_runs_back(prepared, tmp_path, monkeypa
     more = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seeds": [0, 1, 2]})})
     with pytest.raises(AssertionError, match="fitted again"):
         benchmark(more, progress=False, log=lambda *_: None, runs=tmp_path / "runs")
+
+
+def test_resume_key_ignores_the_other_models_but_not_the_run_inputs(prepared):
+    from crossrec.eval.runlog import run_key
+
+    split = {"kind": "cold_start_users", "source": ["source"], "target": "target", "ratio": 0.3}
+    pop, bpr = {"name": "pop"}, {"name": "bpr", "epochs": 2}
+    one = config(prepared, split, [pop]).model_dump()
+    two = config(prepared, split, [pop, bpr], seeds=(0, 1, 2)).model_dump()
+    assert run_key(one, pop, 0) == run_key(two, pop, 0)  # a model added, seeds changed
+    assert run_key(one, pop, 0) != run_key(one, pop, 1)
+    assert run_key(two, bpr, 0) != run_key(two, {**bpr, "epochs": 3}, 0)
+    other_split = config(prepared, {**split, "ratio": 0.4}, [pop]).model_dump()
+    assert run_key(one, pop, 0) != run_key(other_split, pop, 0)

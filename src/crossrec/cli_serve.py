@@ -52,6 +52,9 @@ def serve(
     keys_file: Annotated[Path | None, typer.Option(help="API keys, one per line (plain or "
                                                    "sha256:<hex>); $CROSSREC_API_KEYS adds "
                                                    "more")] = None,
+    admin_keys_file: Annotated[Path | None, typer.Option(
+        help="Admin keys (same format): only they open POST /admin/reload and "
+             "/admin/rollback; $CROSSREC_ADMIN_KEYS adds more")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys "
                                           "(trusted networks only)")] = False,
     events: Annotated[str, typer.Option(help="Event store: SQLite file or postgresql:// URL")
@@ -76,8 +79,9 @@ def serve(
 ) -> None:
     """Serve BUNDLE over HTTP (POST /recommend, /recommend/text, /events; GET /metrics).
 
-    POST /admin/reload or SIGHUP loads the store's live version (or the bundle directory
-    again) and swaps it in without dropping requests; with --workers N, send SIGHUP to this
+    POST /admin/reload (admin key) or SIGHUP loads the store's live version (or the bundle
+    directory again) and swaps it in without dropping requests; POST /admin/rollback makes
+    the store's previous version live again and serves it; with --workers N, send SIGHUP to this
     (the supervisor) process: each worker is replaced by one that loads the live version.
     """
     import logging
@@ -94,7 +98,8 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
-        settings = ServeSettings(auth=not no_auth, keys_file=keys_file, events=events,
+        settings = ServeSettings(auth=not no_auth, keys_file=keys_file,
+                                 admin_keys_file=admin_keys_file, events=events,
                                  batch_users=batch_users,
                                  retrieval=_retrieval_config(retrieval, vectors,
                                                              quantize_user_encoder, ef_search,

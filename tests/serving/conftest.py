@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from serving_toy import KEY
+from serving_toy import ADMIN_KEY, KEY
 
 from crossrec.bundle import Bundle
 from crossrec.data.split import cold_start_users
@@ -53,7 +53,8 @@ def make_client(bundle, tmp_path):
 
     def make(b: Bundle | None = None, **settings) -> TestClient:
         settings.setdefault("events", str(tmp_path / "events.sqlite"))
-        app = create_app(b or bundle, ServeSettings(**settings), keys=KeyRing([digest(KEY)]))
+        app = create_app(b or bundle, ServeSettings(**settings), keys=KeyRing([digest(KEY)]),
+                         admin_keys=KeyRing([digest(ADMIN_KEY)]))
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)

@@ -8,6 +8,8 @@ from crossrec.bundle import Bundle
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+ADMIN_KEY = "admin-key-fedcba9876543210"  # opens /admin/* (and every other route)
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def cluster_of_user(bundle: Bundle, user_id: str) -> int:

@@ -10,7 +10,7 @@ from itertools import groupby
 
 import httpx
 import pytest
-from serving_toy import AUTH, KEY
+from serving_toy import ADMIN, ADMIN_KEY, AUTH, KEY
 from test_server import start, stop
 from update_toy import replay_setup
 
@@ -39,6 +39,13 @@ def keys_file(tmp_path):
     return f
 
 
+@pytest.fixture()
+def admin_args(tmp_path) -> tuple[str, str]:
+    f = tmp_path / "admin-keys"
+    f.write_text(f"# admin keys\n{ADMIN_KEY}\n")
+    return "--admin-keys-file", str(f)
+
+
 def a_user(store: BundleStore) -> str:
     train = store.load().train
     return str(train.users.raw(train.domain_users("target")[:1])[0])
@@ -53,7 +60,8 @@ def app_client(store: BundleStore, tmp_path):
 
     source = BundleSource(store.root)
     app = create_app(source.load(), ServeSettings(events=str(tmp_path / "ev.sqlite")),
-                     keys=KeyRing([digest(KEY)]), source=source)
+                     keys=KeyRing([digest(KEY)]), admin_keys=KeyRing([digest(ADMIN_KEY)]),
+                     source=source)
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -64,8 +72,10 @@ def test_reload_serves_the_new_live_version(replay, store, tmp_path):
         assert c.post("/recommend", json={"user_id": user}, headers=AUTH
                       ).json()["model_version"] == v1
         assert c.post("/admin/reload").status_code == 401
+        r = c.post("/admin/reload", headers=AUTH)  # a plain API key is not an admin key
+        assert r.status_code == 403 and "admin key" in r.json()["detail"], r.text
         store.activate(v2)
-        r = c.post("/admin/reload", headers=AUTH)
+        r = c.post("/admin/reload", headers=ADMIN)
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "reloaded"
         assert (r.json()["model_version"], r.json()["previous_version"]) == (v2, v1)
@@ -75,7 +85,7 @@ def test_reload_serves_the_new_live_version(replay, store, tmp_path):
         text = c.get("/metrics", headers=AUTH).text
         assert f'version="{v2}"' in text and f'version="{v1}"' not in text
         assert 'crossrec_model_reloads_total{result="ok"} 1.0' in text
-        assert c.post("/admin/reload", headers=AUTH).json()["status"] == "unchanged"
+        assert c.post("/admin/reload", headers=ADMIN).json()["status"] == "unchanged"
 
 
 def test_failed_reload_keeps_the_old_version(replay, store, tmp_path):
@@ -85,7 +95,7 @@ def test_failed_reload_keeps_the_old_version(replay, store, tmp_path):
         store.activate(v2)
         model = store.path_of(v2) / "model.safetensors"
         model.write_bytes(model.read_bytes()[:64])  # damaged after it went live
-        r = c.post("/admin/reload", headers=AUTH)
+        r = c.post("/admin/reload", headers=ADMIN)
         assert r.status_code == 500
         assert r.json()["status"] == "failed" and r.json()["model_version"] == v1
         assert "checksum mismatch for model.safetensors" in r.json()["detail"]
@@ -93,6 +103,53 @@ def test_failed_reload_keeps_the_old_version(replay, store, tmp_path):
         assert ok.status_code == 200 and ok.json()["model_version"] == v1
         assert 'crossrec_model_reloads_total{result="failed"} 1.0' in c.get(
             "/metrics", headers=AUTH).text
+
+
+def test_rollback_route_restores_the_previous_version(replay, store, tmp_path):
+    v1, user = store.live, a_user(store)
+    v2 = run_update(store, _db(tmp_path, replay.events)).new_version
+    with app_client(store, tmp_path) as c:
+        r = c.post("/admin/rollback", headers=ADMIN)  # one activation so far: nothing to undo
+        assert r.status_code == 409 and r.json()["status"] == "refused", r.text
+        assert "nothing to roll back to" in r.json()["detail"] and store.live == v1
+        store.activate(v2)
+        assert c.post("/admin/reload", headers=ADMIN).json()["model_version"] == v2
+        assert c.post("/admin/rollback", headers=AUTH).status_code == 403
+        assert store.live == v2
+        r = c.post("/admin/rollback", headers=ADMIN)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["status"], body["model_version"], body["previous_version"]) == (
+            "reloaded", v1, v2)
+        assert store.live == v1 and f"rolled back from {v2} to {v1}" in body["detail"]
+        assert c.post("/recommend", json={"user_id": user}, headers=AUTH
+                      ).json()["model_version"] == v1
+        assert c.post("/recommend", json={"user_id": user}, headers=ADMIN  # admin keys work
+                      ).json()["model_version"] == v1
+
+
+def test_admin_routes_closed_without_admin_keys_and_rollback_needs_a_store(
+        replay, store, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from crossrec.serving.app import create_app
+    from crossrec.serving.auth import KeyRing, digest
+    from crossrec.serving.settings import ServeSettings
+
+    source = BundleSource(store.root)
+    settings = ServeSettings(events=str(tmp_path / "ev.sqlite"), admin_keys_env="NO_SUCH_ENV")
+    app = create_app(source.load(), settings, keys=KeyRing([digest(KEY)]), source=source)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for path in ("/admin/reload", "/admin/rollback"):
+            r = c.post(path, headers=AUTH)
+            assert r.status_code == 403 and "no admin key is configured" in r.json()["detail"]
+    bundle_dir = BundleSource(store.path_of(store.live))  # a plain bundle, not a store
+    app = create_app(bundle_dir.load(), ServeSettings(events=str(tmp_path / "ev2.sqlite")),
+                     keys=KeyRing([digest(KEY)]), admin_keys=KeyRing([digest(ADMIN_KEY)]),
+                     source=bundle_dir)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/admin/rollback", headers=ADMIN)
+        assert r.status_code == 409 and "needs a bundle store" in r.json()["detail"], r.text
 
 
 def test_reload_applies_the_apps_bundle_setup(replay, store, tmp_path):
@@ -160,12 +217,14 @@ class Stream:
         raise AssertionError(f"no run of {n} answers from {version}: {self.seen[-20:]}")
 
 
-def test_real_server_reloads_and_rolls_back_under_load(replay, store, keys_file, tmp_path):
+def test_real_server_reloads_and_rolls_back_under_load(replay, store, keys_file, admin_args,
+                                                       tmp_path):
     """Serve a store, replay events through POST /events, update, reload (API), roll back
-    (SIGHUP), all while a client posts /recommend back to back: no request fails."""
+    (POST /admin/rollback), reload again (SIGHUP), all while a client posts /recommend back to
+    back: no request fails."""
     v1 = store.live
     events, log = tmp_path / "events.sqlite", tmp_path / "server.log"
-    proc, url = start(store.root, keys_file, events, log)
+    proc, url = start(store.root, keys_file, events, log, *admin_args)
     stream = Stream(url, a_user(store))
     try:
         stream.thread.start()
@@ -179,40 +238,49 @@ def test_real_server_reloads_and_rolls_back_under_load(replay, store, keys_file,
             result = run_update(store, str(events), activate=True)
             v2 = result.new_version
             assert result.counts.used == len(replay.events) and store.live == v2
-            r = http.post("/admin/reload")
+            assert http.post("/admin/reload").status_code == 403  # not an admin key
+            r = http.post("/admin/reload", headers=ADMIN)
             assert r.status_code == 200 and r.json()["model_version"] == v2, r.text
             stream.wait_for(v2)
-            store.rollback()
-            os.kill(proc.pid, signal.SIGHUP)
+            r = http.post("/admin/rollback", headers=ADMIN)
+            assert r.status_code == 200, r.text
+            assert (r.json()["status"], r.json()["model_version"]) == ("reloaded", v1)
+            assert f"rolled back from {v2} to {v1}" in r.json()["detail"]
+            assert store.live == v1
             stream.wait_for(v1)
-            assert http.get("/healthz").json()["model_version"] == v1
+            store.activate(v2)
+            os.kill(proc.pid, signal.SIGHUP)
+            stream.wait_for(v2)
+            assert http.get("/healthz").json()["model_version"] == v2
             metrics = http.get("/metrics").text
     finally:
         stream.stop.set()
         stream.thread.join(timeout=30)
         stop(proc)
     assert not stream.failures, stream.failures[:5]
-    assert [v for v, _ in groupby(stream.seen)] == [v1, v2, v1]
-    assert 'crossrec_model_reloads_total{result="ok"} 2.0' in metrics
+    assert [v for v, _ in groupby(stream.seen)] == [v1, v2, v1, v2]
+    assert 'crossrec_model_reloads_total{result="ok"} 3.0' in metrics
     text = log.read_text()
     assert f"reload (api) from store {store.root}: {v1} -> {v2}" in text
-    assert f"reload (SIGHUP) from store {store.root}: {v2} -> {v1}" in text
+    assert f"rollback (api) of store {store.root}: {v2} -> {v1}" in text
+    assert f"reload (api) from store {store.root}: {v2} -> {v1}" in text
+    assert f"reload (SIGHUP) from store {store.root}: {v1} -> {v2}" in text
 
 
 @pytest.mark.slow
-def test_two_workers_reload_by_rolling_restart(replay, store, keys_file, tmp_path):
+def test_two_workers_reload_by_rolling_restart(replay, store, keys_file, admin_args, tmp_path):
     """With --workers 2, POST /admin/reload asks the supervisor for a rolling restart: each
     worker is replaced by one serving the live version, while a client keeps posting."""
     v1 = store.live
     v2 = run_update(store, _db(tmp_path, replay.events)).new_version
     events, log = tmp_path / "events.sqlite", tmp_path / "server.log"
-    proc, url = start(store.root, keys_file, events, log, "--workers", "2")
+    proc, url = start(store.root, keys_file, events, log, "--workers", "2", *admin_args)
     stream = Stream(url, a_user(store))
     try:
         stream.thread.start()
         stream.wait_for(v1)
         store.activate(v2)
-        with httpx.Client(base_url=url, timeout=30.0, headers=AUTH) as http:
+        with httpx.Client(base_url=url, timeout=30.0, headers=ADMIN) as http:
             r = http.post("/admin/reload")
             assert r.status_code == 202 and r.json()["status"] == "restarting", r.text
         stream.wait_for(v2)

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from serving_toy import AUTH
+from serving_toy import ADMIN, AUTH
 
 from crossrec.bundle import Bundle
 from crossrec.data.split import cold_start_users
@@ -229,7 +229,7 @@ def test_hot_reload_keeps_the_retrieval_settings(make_client, split, bpr, tmp_pa
     client = make_client(source.load(), retrieval=RetrievalConfig(kind="hnsw"))
     client.app.state.reloader.source = source
     before = client.app.state.reloader.current.bundle
-    r = client.post("/admin/reload", headers=AUTH)
+    r = client.post("/admin/reload", headers=ADMIN)
     assert r.status_code == 200 and r.json()["status"] == "unchanged", r.text
     served = client.app.state.reloader.current.bundle
     assert served is not before  # loaded again, and given its index before the swap

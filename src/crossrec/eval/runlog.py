@@ -3,8 +3,9 @@ continues where it stopped (``crossrec benchmark ... --resume``).
 
 Each run is a directory ``<root>/<key>/`` holding the test ``EvalResult`` (per-user rows and
 summary as Parquet, the rest as JSON) and the fit time. ``key`` hashes everything that decides
-the result: the experiment config (seed list excluded), the model table and the seed. A run
-whose inputs changed has another key, so it is run again rather than read back.
+the result: the experiment config (its name, seed list and other model tables excluded), the
+model's own table and the seed. A run whose inputs changed has another key, so it is run again
+rather than read back; adding a model to a benchmark leaves the other models' runs valid.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from crossrec.eval.result import EvalResult
 
 
 def run_key(experiment: dict[str, Any], spec: dict[str, Any], seed: int) -> str:
-    """Hex digest of the inputs of one (model, seed) run; ``train.seeds`` does not count."""
+    """Hex digest of the inputs of one (model, seed) run; the experiment's ``name``,
+    ``train.seeds`` and model tables (``model``, ``models``) do not count: ``spec`` does."""
     exp = json.loads(json.dumps(experiment, default=str))
     exp.get("train", {}).pop("seeds", None)
+    for field in ("name", "model", "models"):
+        exp.pop(field, None)
     blob = json.dumps({"experiment": exp, "model": spec, "seed": seed}, sort_keys=True,
                       default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]

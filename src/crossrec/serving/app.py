@@ -1,12 +1,12 @@
 """The HTTP API: ``create_app(bundle, settings) -> FastAPI``. All state lives on the app.
 
-Routes: ``POST /recommend``, ``POST /recommend/text``, ``POST /events``, ``GET /metrics``,
-``POST /admin/reload`` (API key required when ``settings.auth``), ``GET /healthz`` and
-``GET /readyz`` (open). The bundle is swapped on a hot reload (``crossrec.serving.reload``):
-a handler reads ``reloader.current`` once, so a request finishes on the bundle it started
-with. Bad input gets a 4xx whose ``message`` names the field (``body.k: ...``); an oversized
-body gets 413. Logs carry a keyed hash of the user id (``user=<16 hex>``), never the raw id,
-nor any key.
+Routes: ``POST /recommend``, ``POST /recommend/text``, ``POST /events``, ``GET /metrics``
+(an API key when ``settings.auth``), ``POST /admin/reload`` and ``POST /admin/rollback`` (an
+admin key), ``GET /healthz`` and ``GET /readyz`` (open). The bundle is swapped on a hot reload
+(``crossrec.serving.reload``): a handler reads ``reloader.current`` once, so a request
+finishes on the bundle it started with. Bad input gets a 4xx whose ``message`` names the
+field (``body.k: ...``); an oversized body gets 413. Logs carry a keyed hash of the user id
+(``user=<16 hex>``), never the raw id, nor any key.
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ class Observe:
 
 def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
                events: EventStore | None = None, keys: KeyRing | None = None,
+               admin_keys: KeyRing | None = None,
                source: BundleSource | None = None) -> FastAPI:
     """Build the service around a loaded bundle.
 
@@ -154,6 +155,8 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         events: an open event store (default: ``open_event_store(settings.events)``); the app
             closes it on shutdown.
         keys: accepted API keys (default: read from ``settings.keys_file`` / ``keys_env``).
+        admin_keys: keys that also open the ``/admin/*`` routes (default: read from
+            ``settings.admin_keys_file`` / ``admin_keys_env``).
         source: where ``POST /admin/reload`` and SIGHUP reload from (a store's live version or
             a bundle directory); None: reloading is refused.
 
@@ -164,7 +167,10 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
     if keys is None:
         keys = KeyRing.load(settings.keys_file, settings.keys_env) if settings.auth \
             else KeyRing([])
-    if settings.auth and not len(keys):
+    if admin_keys is None:
+        admin_keys = KeyRing.load(settings.admin_keys_file, settings.admin_keys_env) \
+            if settings.auth else KeyRing([])
+    if settings.auth and not len(keys) + len(admin_keys):
         raise ConfigError(f"no API key configured: give a keys file or set ${settings.keys_env}"
                           " (or turn auth off explicitly)")
     store = events if events is not None else open_event_store(settings.events)
@@ -211,17 +217,31 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return JSONResponse(_error_body([{"loc": exc.loc, "msg": exc.msg, "type": exc.kind}]),
                             status_code=422)
 
-    async def require_key(request: Request) -> None:
+    def request_key(request: Request) -> str:
         # headers read directly: FastAPI's Header() parameters cost ~0.1 ms a request
-        if not settings.auth:
-            return
         headers = request.headers
         key = presented_key(headers.get("authorization"), headers.get("x-api-key"))
         if key is None:
             raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or "
                                 "'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
-        if not keys.check(key):
+        return key
+
+    async def require_key(request: Request) -> None:
+        if not settings.auth:
+            return
+        key = request_key(request)
+        if not (keys.check(key) or admin_keys.check(key)):
             raise HTTPException(403, "invalid API key")
+
+    async def require_admin(request: Request) -> None:
+        if not settings.auth:
+            return
+        key = request_key(request)
+        if not len(admin_keys):
+            raise HTTPException(403, "the admin routes are closed: no admin key is configured "
+                                f"(admin keys file, or ${settings.admin_keys_env})")
+        if not admin_keys.check(key):
+            raise HTTPException(403, "this route needs an admin key")
 
     def check_domain(cur: Served, domain: str | None, loc: Sequence[str | int]) -> str:
         if domain is None:
@@ -330,14 +350,26 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         """Prometheus text exposition."""
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
-    @api.post("/admin/reload", response_model=ReloadResponse)
-    async def admin_reload() -> Response | ReloadResponse:
-        """Load the live version of the store (or the bundle directory) and serve it."""
-        out = ReloadResponse(**await reloader.reload("api"))
-        code = {"failed": 500, "unavailable": 409, "restarting": 202}.get(out.status)
+    app.include_router(api)
+    admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+
+    def reload_response(result: dict[str, Any]) -> Response | ReloadResponse:
+        out = ReloadResponse(**result)
+        code = {"failed": 500, "refused": 409, "unavailable": 409, "restarting": 202}.get(
+            out.status)
         return out if code is None else JSONResponse(out.model_dump(), status_code=code)
 
-    app.include_router(api)
+    @admin.post("/reload", response_model=ReloadResponse)
+    async def admin_reload() -> Response | ReloadResponse:
+        """Load the live version of the store (or the bundle directory) and serve it."""
+        return reload_response(await reloader.reload("api"))
+
+    @admin.post("/rollback", response_model=ReloadResponse)
+    async def admin_rollback() -> Response | ReloadResponse:
+        """Make the store's previously live version live again and serve it."""
+        return reload_response(await reloader.rollback())
+
+    app.include_router(admin)
 
     @app.get("/healthz", response_model=Status)
     async def healthz() -> Status:

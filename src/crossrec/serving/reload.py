@@ -7,7 +7,9 @@ that snapshot to the end, so a request in flight during a reload finishes on the
 keeps answering) and then replaces the one reference (atomic in Python). A load that fails
 (damaged version, no live version, ...) leaves the old bundle in place and says why.
 
-Triggers: ``POST /admin/reload`` and SIGHUP to the serving process. With several uvicorn
+Triggers: ``POST /admin/reload`` and SIGHUP to the serving process; ``POST /admin/rollback``
+first makes the store's previously live version live again (``BundleStore.rollback``), then
+reloads. With several uvicorn
 workers (``crossrec serve --workers N``), SIGHUP to the supervisor (the parent process) makes
 uvicorn replace the workers one at a time, each new one loading the live version before the
 old one is retired; ``POST /admin/reload`` answered by a worker asks its supervisor for that
@@ -31,7 +33,7 @@ import numpy as np
 
 from crossrec.bundle import Bundle
 from crossrec.serving.metrics import ServeMetrics
-from crossrec.serving.store import BundleSource
+from crossrec.serving.store import BundleSource, StoreError
 
 log = logging.getLogger("crossrec.serving")
 SUPERVISOR_ENV = "CROSSREC_SERVE_SUPERVISOR_PID"  # set by `crossrec serve --workers N`
@@ -125,6 +127,30 @@ class Reloader:
                  old, new, seconds)
         return {"status": "reloaded" if new != old else "unchanged", "model_version": new,
                 "previous_version": old, "seconds": round(seconds, 3)}
+
+    async def rollback(self) -> dict[str, Any]:
+        """Roll the store back to its previously live version, then reload (as
+        ``reload("api")``: with several workers, a rolling restart). ``status`` is
+        ``"refused"`` when there is nothing to roll back to (``detail`` says why; nothing
+        changed), ``"unavailable"`` when the app does not serve a bundle store."""
+        old = self.current.bundle.version
+        store = self.source.store if self.source is not None else None
+        if store is None:
+            what = self.source.describe() if self.source is not None else "a bundle object"
+            return {"status": "unavailable", "model_version": old, "previous_version": old,
+                    "detail": f"rollback needs a bundle store (`crossrec update STORE --add "
+                              f"BUNDLE`); this app serves {what}"}
+        loop = asyncio.get_running_loop()
+        try:
+            rolled_from, live = await loop.run_in_executor(None, store.rollback)
+        except StoreError as e:
+            return {"status": "refused", "model_version": old, "previous_version": old,
+                    "detail": str(e)}
+        log.info("rollback (api) of store %s: %s -> %s", self.source.path, rolled_from, live)
+        out = await self.reload("api")
+        note = f"store rolled back from {rolled_from} to {live}"
+        out["detail"] = f"{note}; {out['detail']}" if out.get("detail") else note
+        return out
 
     def install_sighup(self) -> bool:
         """Reload on SIGHUP (only possible from the main thread's running loop)."""

@@ -121,10 +121,11 @@ class EventsResponse(BaseModel):
 
 
 class ReloadResponse(BaseModel):
-    """``POST /admin/reload``: the version served now and the one before."""
+    """``POST /admin/reload`` and ``/admin/rollback``: the version served now and the one
+    before."""
 
     status: str = Field(description="reloaded | unchanged | restarting | failed | "
-                        "unavailable")
+                        "refused | unavailable")
     model_version: str
     previous_version: str
     seconds: float | None = None

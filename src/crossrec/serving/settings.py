@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crossrec.serving.retrieval import RetrievalConfig
 
 KEYS_ENV = "CROSSREC_API_KEYS"  # comma-separated API keys (plain or "sha256:<hex>")
+ADMIN_KEYS_ENV = "CROSSREC_ADMIN_KEYS"  # comma-separated admin keys (the /admin/* routes)
 LOG_KEY_ENV = "CROSSREC_LOG_KEY"  # secret for the keyed hash of user ids in logs
 
 
@@ -20,6 +21,10 @@ class ServeSettings(BaseModel):
         keys_file: file of API keys, one per line (plain, or ``sha256:<hex digest>``; ``#``
             starts a comment). Keys from ``keys_env`` are added.
         keys_env: environment variable holding comma-separated keys.
+        admin_keys_file: file of admin keys (same format); with auth on, only these open
+            ``POST /admin/reload`` and ``POST /admin/rollback`` (and every other route too).
+            With no admin key configured the admin routes answer 403.
+        admin_keys_env: environment variable holding comma-separated admin keys.
         events: where ``POST /events`` stores interactions: a SQLite file path (the embedded
             default) or a ``postgresql://`` URL.
         max_body_bytes: requests with a larger body get 413.
@@ -41,6 +46,8 @@ class ServeSettings(BaseModel):
     auth: bool = True
     keys_file: Path | None = None
     keys_env: str = KEYS_ENV
+    admin_keys_file: Path | None = None
+    admin_keys_env: str = ADMIN_KEYS_ENV
     events: str = "events.sqlite"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_k: int = Field(100, ge=1, le=10_000)
