@@ -44,6 +44,11 @@ class SplitConfig(_Strict):
     valid_frac: float = 0.1
     test_frac: float = 0.1
     seed_follows_run: bool = True  # seeded kinds (cold users/items, new domain): new draw per seed
+    # few-shot target users (cold_start_users, predefined): each truth user keeps their first
+    # n_shots target interactions in training; truth = their rows after the first shot_pool
+    # (default n_shots), only users with more than shot_pool (crossrec.data.split.few_shot)
+    n_shots: int = Field(0, ge=0)
+    shot_pool: int | None = Field(None, ge=0)
 
 
 class TrainConfig(_Strict):

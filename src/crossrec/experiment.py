@@ -62,7 +62,18 @@ def load_dataset(cfg: DataConfig, *, use_cache: bool = True) -> MultiDomainDatas
 
 
 def make_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int = 0) -> splits.Split:
-    """Build the split a config asks for (seeded where the protocol draws anything)."""
+    """Build the split a config asks for (seeded where the protocol draws anything), few-shot
+    when ``n_shots`` or ``shot_pool`` is set."""
+    split = _base_split(dataset, cfg, seed)
+    if cfg.n_shots or cfg.shot_pool:
+        if cfg.kind not in ("cold_start_users", "predefined"):
+            raise ConfigError(f"split.n_shots / shot_pool need cold truth users "
+                              f"(kind cold_start_users or predefined), not {cfg.kind!r}")
+        split = splits.few_shot(split, cfg.n_shots, cfg.shot_pool)
+    return split
+
+
+def _base_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int) -> splits.Split:
     if cfg.kind == "cold_start_users":
         source = cfg.source or [d for d in dataset.domains if d != cfg.target]
         return splits.cold_start_users(dataset, source, cfg.target, cfg.ratio,

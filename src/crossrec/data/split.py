@@ -291,3 +291,49 @@ def new_domain(
         name="new_domain",
         params=params,
     )
+
+
+def few_shot(split: Split, n_shots: int, shot_pool: int | None = None) -> Split:
+    """Few-shot target users: each held-out user of the target keeps ``n_shots`` of their
+    target interactions (the earliest: timestamp, then row order) in training.
+
+    The same users and the same truth at every ``n_shots <= shot_pool`` (default
+    ``shot_pool = n_shots``), so a curve over ``n`` compares like with like: only users with
+    more than ``shot_pool`` target interactions in ``valid``/``test`` are kept there; of each,
+    the first ``n_shots`` rows move to training, the rows up to ``shot_pool`` are dropped and
+    the rest stay the truth. Users with fewer rows leave the truth (and stay out of
+    training). ``n_shots = shot_pool = 0`` keeps ``split`` as it is, less no user.
+    Applies to splits whose truth users are cold in the target (``cold_start_users``,
+    CDRIB's ``predefined``); the moved users are then *warm* (``Split.user_groups``).
+    """
+    pool = n_shots if shot_pool is None else shot_pool
+    if not 0 <= n_shots <= pool:
+        raise DataError(f"few_shot: need 0 <= n_shots <= shot_pool, got n_shots={n_shots}, "
+                        f"shot_pool={pool}")
+    t = split.train.info.domain_index(split.target)
+    warm = split.train.domain_users(split.target)
+    moved, parts, kept = [], {}, {}
+    for part in ("valid", "test"):
+        frame = split.valid if part == "valid" else split.test
+        in_t = frame["domain"].to_numpy() == t
+        dom = frame[in_t].assign(_row=np.arange(int(in_t.sum())))
+        dom = dom.sort_values(["user", "timestamp", "_row"], kind="mergesort")
+        if np.isin(dom["user"].to_numpy(), warm).any():
+            raise DataError(f"few_shot: split {split.name!r} has {part} users with target "
+                            "training interactions; few-shot needs cold truth users")
+        rank = dom.groupby("user").cumcount().to_numpy()
+        size = dom.groupby("user")["item"].transform("size").to_numpy()
+        eligible = size > pool
+        moved.append(dom[eligible & (rank < n_shots)])
+        truth = dom[eligible & (rank >= pool)].sort_values("_row", kind="mergesort")
+        parts[part] = _truth(pd.concat([truth, frame[~in_t]]))  # other domains as they were
+        kept[part] = int(dom.loc[eligible, "user"].nunique())
+    add = pd.concat(moved)[TRUTH_COLUMNS]
+    inter = split.train.interactions
+    train = pd.concat([inter, add.astype({c: inter[c].dtype for c in TRUTH_COLUMNS})],
+                      ignore_index=True)
+    params = {**split.params, "n_shots": n_shots, "shot_pool": pool,
+              "few_shot_valid_users": kept["valid"], "few_shot_test_users": kept["test"]}
+    return Split(train=split.train.with_interactions(train), valid=parts["valid"],
+                 test=parts["test"], target=split.target,
+                 name=f"{split.name}+few_shot(n={n_shots}, pool={pool})", params=params)
