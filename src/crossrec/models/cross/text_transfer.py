@@ -21,6 +21,13 @@ Stages, run by the Trainer:
 
 A cold-start user's sequence is their source history, scored against the target items: that
 is the transfer. ``score_text`` scores free text as a one-item sequence.
+
+**Another modality.** ``modality_file`` names precomputed item vectors (image embeddings made
+elsewhere, ...; ``crossrec.encoders.vector_file``), fused with the text vectors before the
+sequence model: ``modality_fusion="concat"`` feeds ``[text ; other]`` to the one adapter,
+``"gated"`` adapts each modality with its own MoE adapter and mixes them per dimension,
+``g * a_text + (1 - g) * a_other`` with ``g = sigmoid(W [text ; other] + b)`` (starts at 0.5).
+Items the file lacks, and free-text queries, have a zero vector there.
 """
 
 from __future__ import annotations
@@ -67,6 +74,10 @@ class TextTransferConfig(TextConfig):
             draws one target interaction per user; early stopping on validation).
         adapt_negatives: 0 = rank each target among every target item; N = in-batch + N.
         cold_share: share of adaptation examples whose input is the source history alone.
+        modality_file: Parquet file of precomputed item vectors of another modality (``item_id``,
+            ``vector``[, ``domain``]; relative to the data directory), fused with the text.
+        modality_fusion: ``"concat"`` (one adapter over both) or ``"gated"`` (an adapter each,
+            gated sum); trained with the adapter.
     """
 
     embedding_size: int = Field(64, ge=1)
@@ -94,9 +105,11 @@ class TextTransferConfig(TextConfig):
     patience: int = Field(3, ge=1)
     adapt_negatives: int = Field(2048, ge=0)
     cold_share: float = Field(0.5, ge=0.0, le=1.0)
+    modality_file: str | None = None
+    modality_fusion: Literal["concat", "gated"] = "concat"
 
 
-ADAPTER_PARAMETERS = ("adapter.", "item_bias")
+ADAPTER_PARAMETERS = ("adapter.", "item_bias", "extra_adapter.", "modality_gate.")
 """Parameter-name prefixes trained by ``adaptation="adapter"`` (besides the layer norms)."""
 
 
@@ -124,8 +137,25 @@ class TextTransfer(TorchRecommender):
             raise ValueError(f"embedding_size {c.embedding_size} is not divisible by "
                              f"n_heads {c.n_heads}")
         text = torch.from_numpy(c.item_vectors(train, progress=options.progress))
-        self.adapter = MoEAdapter(text.shape[1], c.embedding_size, n_experts=c.n_experts,
+        extra = torch.zeros((train.n_items, 0))
+        if c.modality_file:
+            from crossrec.encoders.vector_file import load_item_vectors
+
+            found = load_item_vectors(c.modality_file, train)
+            extra = torch.from_numpy(found.vectors)
+            self.modality_report = {"items_with_vectors": found.found,
+                                    "items_without": found.missing,
+                                    "file_rows_unknown": found.unknown}
+        gated = c.modality_file is not None and c.modality_fusion == "gated"
+        d_in = text.shape[1] + (0 if gated else extra.shape[1])
+        self.adapter = MoEAdapter(d_in, c.embedding_size, n_experts=c.n_experts,
                                   dropout=c.adapter_dropout)
+        if gated:
+            self.extra_adapter = MoEAdapter(extra.shape[1], c.embedding_size,
+                                            n_experts=c.n_experts, dropout=c.adapter_dropout)
+            self.modality_gate = nn.Linear(text.shape[1] + extra.shape[1], c.embedding_size)
+            nn.init.zeros_(self.modality_gate.weight)
+            nn.init.zeros_(self.modality_gate.bias)
         self.sequence = SequenceEncoder(c.embedding_size, c.max_seq_len, n_layers=c.n_layers,
                                         n_heads=c.n_heads, dropout=c.dropout)
         if c.item_bias:
@@ -134,6 +164,7 @@ class TextTransfer(TorchRecommender):
             self.register_buffer("item_bias", torch.zeros(train.n_items), persistent=False)
         counts = np.bincount(train.interactions["item"].to_numpy(), minlength=train.n_items)
         self.register_buffer("text", text, persistent=False)  # [n_items, d_text]
+        self.register_buffer("extra", extra, persistent=False)  # [n_items, d_other] (d_other 0)
         self.register_buffer("pop_prior", torch.from_numpy(np.log1p(counts).astype(np.float32)),
                              persistent=False)  # [n_items]
         self.register_buffer("pop_weight", torch.tensor(float(c.pop_weights[0])))
@@ -176,7 +207,8 @@ class TextTransfer(TorchRecommender):
         stages = self.default_stages(options.sources, options.target)
         seconds = {s.name: s.seconds for s in self.training_summary.stages}
         self.fit_report = {"stage_seconds": seconds, "pop_weight": chosen,
-                           **self.parameter_counts(stages[-1].trainable)}
+                           **self.parameter_counts(stages[-1].trainable),
+                           **getattr(self, "modality_report", {})}
         return self
 
     def norm_parameters(self) -> tuple[str, ...]:
@@ -196,7 +228,7 @@ class TextTransfer(TorchRecommender):
         trained = sum(k for n, k in named if not trainable or n.startswith(tuple(trainable)))
         return {"trained": trained, "total": total,
                 "percent_trained": round(100.0 * trained / max(total, 1), 2),
-                "frozen_text_values": int(self.text.numel())}
+                "frozen_text_values": int(self.text.numel() + self.extra.numel())}
 
     # ------------------------------------------------------------------ training
     def batches(self, train: MultiDomainDataset, stage: Stage,
@@ -254,7 +286,15 @@ class TextTransfer(TorchRecommender):
     def item_inputs(self, items: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` adapted vectors of ``[B, L]`` items (padding gives the adapted 0)."""
         uniq, inverse = torch.unique(items.clamp(min=0), return_inverse=True)
-        return self.adapter(self.text[uniq])[inverse]
+        return self.adapt(self.text[uniq], self.extra[uniq])[inverse]
+
+    def adapt(self, text: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        """``[N, D]`` adapted item vectors of ``[N, d_text]`` text and ``[N, d_other]`` other
+        modality vectors (``d_other`` 0 without one), fused as ``modality_fusion`` says."""
+        if not (self.config.modality_file and self.config.modality_fusion == "gated"):
+            return self.adapter(torch.cat([text, extra], -1) if extra.shape[-1] else text)
+        gate = torch.sigmoid(self.modality_gate(torch.cat([text, extra], -1)))
+        return gate * self.adapter(text) + (1 - gate) * self.extra_adapter(extra)
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         """``[B, D]`` user vectors of ``[B, L]`` left-padded item sequences."""
@@ -263,7 +303,7 @@ class TextTransfer(TorchRecommender):
 
     def _logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` cosine / temperature + item bias (+ popularity prior) for ``items``."""
-        table = F.normalize(self.adapter(self.text[items]), dim=-1)  # [C, D]
+        table = F.normalize(self.adapt(self.text[items], self.extra[items]), dim=-1)  # [C, D]
         out = F.normalize(states, dim=-1) @ table.T / self.config.temperature
         return out + self.item_bias[items] + self.pop_weight * self.pop_prior[items]
 
@@ -294,7 +334,7 @@ class TextTransfer(TorchRecommender):
         the weighted popularity prior (the item side of ``_logits``)."""
         items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
         index = torch.arange(items.start, items.stop, device=self.text.device)
-        table = F.normalize(self.adapter(self.text[index]), dim=-1)
+        table = F.normalize(self.adapt(self.text[index], self.extra[index]), dim=-1)
         return with_column(table, self.item_bias[index] + self.pop_weight * self.pop_prior[index])
 
     @torch.no_grad()
@@ -312,7 +352,8 @@ class TextTransfer(TorchRecommender):
         if not texts:
             return torch.zeros((0, items.stop - items.start))
         vec = torch.from_numpy(self._queries(texts)).to(self.text.device)
-        states = self.sequence.last(self.adapter(vec)[:, None],
+        none = vec.new_zeros((len(texts), self.extra.shape[1]))  # a query has no other modality
+        states = self.sequence.last(self.adapt(vec, none)[:, None],
                                     torch.zeros(len(texts), 1, dtype=torch.bool,
                                                 device=vec.device))
         index = torch.arange(items.start, items.stop, device=self.text.device)
