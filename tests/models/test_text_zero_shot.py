@@ -133,3 +133,95 @@ def test_minilm_on_a_new_office_domain(data_dir) -> None:  # noqa: ANN001
     top = torch.topk(scores[0], 10).indices.numpy() + split.train.domain_items("office").start
     texts = [split.train.item_text[i] for i in top]
     assert sum(("toner" in t or "cartridge" in t) for t in texts) >= 5, texts
+
+
+class _FakeProfiler:
+    """Stands in for the language model: a user's "profile" is their newest title, except
+    the last user of each call, whose profile is left out (as a time bound would)."""
+
+    calls: list[int] = []
+
+    def __init__(self, config, *, device: str = "cpu") -> None:  # noqa: ANN001
+        self.config = config
+
+    def profile(self, titles, *, progress: bool = False):  # noqa: ANN001, ANN201
+        from crossrec.encoders.profile import ProfileResult
+
+        _FakeProfiler.calls.append(len(titles))
+        profiles = [t[-1] if t else None for t in titles]
+        profiles[-1] = None
+        return ProfileResult(profiles=profiles, generated=len(titles) - 1, from_cache=0,
+                             no_titles=0, skipped=1, seconds=0.1, generation_seconds=0.1)
+
+
+@pytest.fixture
+def fake_profiler(monkeypatch: pytest.MonkeyPatch) -> type[_FakeProfiler]:
+    import crossrec.encoders.profile as profile_mod
+
+    monkeypatch.setattr(profile_mod, "UserProfiler", _FakeProfiler)
+    _FakeProfiler.calls = []
+    return _FakeProfiler
+
+
+def test_profiles_fuse_into_cold_users_and_restore(fake_profiler, tmp_path) -> None:  # noqa: ANN001
+    from crossrec.bundle import Bundle
+
+    split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
+    plain = TextZeroShot(FAST, popularity_weight=0.0).fit(split.train, _options(split))
+    model = TextZeroShot(FAST, popularity_weight=0.0, profile={}, profile_weight=0.4).fit(
+        split.train, _options(split))
+    cold = model.profiled_users(split.train, _options(split))
+    assert fake_profiler.calls == [len(cold)]
+    truth = np.unique(np.concatenate([split.truth(p)["user"].to_numpy() for p in
+                                      ("valid", "test")]))
+    assert set(truth) <= set(cold.tolist())  # the cold-start users are profiled
+    assert list(model.profile_users) == list(cold[:-1])  # the last one got no profile
+    users = torch.tensor([cold[0], cold[-1]])
+    got = model.score(Query(users), "target")
+    ref = plain.score(Query(users), "target")
+    torch.testing.assert_close(got[1], ref[1])  # no profile: the history vector alone
+    u = torch.nn.functional.normalize(plain.user_vectors(Query(users[:1])), dim=1)[0]
+    fused = torch.nn.functional.normalize(0.6 * u + 0.4 * model.profile_vectors[0], dim=0)
+    items = split.train.domain_items("target")
+    torch.testing.assert_close(got[0], fused @ model.vectors[items].T)
+    assert not torch.allclose(got[0], ref[0])
+    users_v, items_v = model.retrieval_vectors(Query(users), "target")
+    torch.testing.assert_close(users_v @ items_v.T, got, atol=1e-5, rtol=1e-5)
+    # a given history replaces the training history the profile came from
+    hist = Query(torch.tensor([cold[0]]), torch.tensor([[items.start]]))
+    torch.testing.assert_close(model.score(hist, "target"), plain.score(hist, "target"))
+    # the bundle keeps the profile vectors and weight (safetensors, rebuilt through MODELS)
+    spec = {"name": TextZeroShot.name, **model.config.model_dump()}
+    config = {"model": spec, "target": "target", "sources": ["source"], "seed": 0}
+    loaded = Bundle.load(Bundle(model, split.train, config).save(tmp_path / "bundle"))
+    assert loaded.model.profile_weight == 0.4
+    torch.testing.assert_close(loaded.model.score(Query(users), "target"), got)
+    assert set(plain.state()) == {"item_vectors", "popularity", "popularity_weight"}
+
+
+def test_profile_weight_is_chosen_on_validation_after_the_prior(fake_profiler) -> None:  # noqa: ANN001
+    split = cold_start_users(make_two_domain(text_noise=0.2, seed=2), "source", "target", 0.3,
+                             seed=0)
+    validate = _validate(split)
+    calls: list[tuple[float, float]] = []
+
+    def spy(model) -> float:
+        calls.append((model.weight, model.profile_weight))
+        return validate(model)
+
+    config = TextZeroShot.Config()
+    model = TextZeroShot(FAST, profile={}).fit(split.train, _options(split, validate=spy))
+    n_pop = len(config.popularity_grid)
+    assert [c[1] for c in calls[:n_pop]] == [0.0] * n_pop  # the prior first, without profiles
+    assert calls[n_pop:] == [(model.weight, v) for v in config.profile_grid]
+    assert model.profile_weight == model.validation["profile_weight"] in config.profile_grid
+    values = {v: validate(TextZeroShot(FAST, popularity_weight=model.weight, profile={},
+                                       profile_weight=v).fit(split.train, _options(split)))
+              for v in config.profile_grid}
+    assert model.validation["valid"] == max(values.values())
+    assert values[model.profile_weight] == max(values.values())
+    assert model.validation["profiles"]["profiled"] == len(model.profile_users)
+    # no validation and no fixed weight: no profile is written
+    fake_profiler.calls = []
+    TextZeroShot(FAST, profile={}).fit(split.train, _options(split))
+    assert fake_profiler.calls == []

@@ -6,6 +6,14 @@ vectors), a user is the recency-weighted mean of the vectors of the items in the
 plus ``w`` x the item's standardised log-popularity in training. ``w`` is the only thing chosen,
 on validation users, from a small grid. This is the answer for a brand-new target domain: it
 needs nothing but the target items' texts.
+
+Optional user profiles (``profile``, off by default): a small instruct language model
+(``crossrec.encoders.profile``) writes a one-line interest profile of each *cold* user (training
+history in a source domain, none in the ranked target) from their source titles; the profile
+goes through the same text encoder, and that user's vector becomes
+``normalise((1 - v) * normalise(history) + v * profile)``, ``v`` chosen on validation users
+after ``w``. Users without a profile (others, or beyond the profiler's bound) keep the history
+vector.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pydantic import Field
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import PAD, user_sequences
+from crossrec.encoders.profile import ProfilerConfig, ProfileResult
 from crossrec.errors import DataError
 from crossrec.models.base import FitOptions, Query, Recommender, with_column
 from crossrec.models.text import QueryEncoder, TextConfig
@@ -33,12 +42,20 @@ class TextZeroShotConfig(TextConfig):
         popularity_weight: weight ``w`` of the standardised log-popularity prior; None = chosen
             from ``popularity_grid`` on validation users (0 when fitting without validation).
         popularity_grid: candidate weights tried on validation.
+        profile: settings of the language-model profiler; None (default) = no profiles.
+        profile_weight: weight ``v`` of the profile vector in a profiled user's vector; None =
+            chosen from ``profile_grid`` on validation users, after ``w`` (without validation:
+            0, and no profile is written).
+        profile_grid: candidate profile weights tried on validation.
     """
 
     decay: float = Field(0.9, gt=0.0, le=1.0)
     max_history: int = Field(50, ge=1)
     popularity_weight: float | None = Field(None, ge=0.0)
     popularity_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+    profile: ProfilerConfig | None = None
+    profile_weight: float | None = Field(None, ge=0.0, le=1.0)
+    profile_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.35, 0.5)
 
 
 def query_histories(train: MultiDomainDataset, query: Query, max_len: int) -> np.ndarray:
@@ -86,7 +103,9 @@ class TextZeroShot(Recommender):
     """Cosine between a recency-weighted mean of history text vectors and each item's vector.
 
     State: ``item_vectors`` (``float16 [n_items, dim]``; the model scores with exactly these
-    values), ``popularity`` (``float32 [n_items]``) and ``popularity_weight`` (``[1]``).
+    values), ``popularity`` (``float32 [n_items]``) and ``popularity_weight`` (``[1]``); with
+    profiles also ``profile_users`` (``int64 [P]``), ``profile_vectors`` (``float16 [P, dim]``)
+    and ``profile_weight`` (``[1]``).
     """
 
     Config = TextZeroShotConfig
@@ -99,12 +118,19 @@ class TextZeroShot(Recommender):
         self.vectors: torch.Tensor | None = None  # [n_items, dim] float32 (fp16 values)
         self.popularity: torch.Tensor | None = None  # [n_items]
         self.weight = 0.0
+        self.profile_weight = 0.0
+        self.profile_users: np.ndarray | None = None  # [P] user idx with a profile
+        self.profile_row: torch.Tensor | None = None  # [n_users] row in profile_vectors, -1
+        self.profile_vectors: torch.Tensor | None = None  # [P, dim] float32 (fp16 values)
+        self.profile_result: ProfileResult | None = None  # of the last fit (not in the state)
         self._queries = QueryEncoder(self.config)
 
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
-        """Encode (or read from the cache) every item text; choose ``w`` on validation."""
+        """Encode (or read from the cache) every item text; choose ``w`` on validation; with
+        ``profile``, profile the cold users and choose ``v`` (``_fit_profiles``)."""
         vectors = self.config.item_vectors(train, progress=options.progress)
         self._set(train, options, vectors.astype(np.float16), log_popularity(train))
+        self.profile_weight, self.profile_users, self.profile_row = 0.0, None, None
         w = self.config.popularity_weight
         if w is None and options.validate is not None:
             best = -np.inf
@@ -115,7 +141,65 @@ class TextZeroShot(Recommender):
                     best, w = value, float(candidate)
             self.validation = {"popularity_weight": w, "valid": float(best)}
         self.weight = float(w or 0.0)
+        v = self.config.profile_weight
+        if self.config.profile is not None and (v if v is not None else options.validate):
+            self._fit_profiles(train, options)  # not when v would be 0 anyway
         return self
+
+    def profiled_users(self, train: MultiDomainDataset, options: FitOptions) -> np.ndarray:
+        """``int64 [n]`` the users profiles are written for: training interactions in a source
+        domain (``options.sources``, else every other domain) and none in the target."""
+        sources = options.sources or tuple(d for d in train.domains if d != options.target)
+        counts = {d: np.diff(train.user_items(d).indptr) for d in (*sources, options.target)}
+        has_source = np.sum([counts[d] for d in sources], axis=0) > 0
+        return np.flatnonzero(has_source & (counts[options.target] == 0)).astype(np.int64)
+
+    def _fit_profiles(self, train: MultiDomainDataset, options: FitOptions) -> None:
+        """Write (or read from the cache) the profiles, encode them, choose ``v``."""
+        from crossrec.encoders import encode_items
+        from crossrec.encoders.profile import UserProfiler
+
+        users = self.profiled_users(train, options)
+        sources = options.sources or tuple(d for d in train.domains if d != options.target)
+        seq = user_sequences(train, sources)
+        titles = [[train.item_text[i] for i in seq.of(u)] for u in users]
+        result = UserProfiler(self.config.profile, device=options.device).profile(
+            titles, progress=options.progress)
+        self.profile_result = result
+        keep = [r for r, p in enumerate(result.profiles) if p is not None]
+        vectors = np.zeros((0, self.vectors.shape[1]), dtype=np.float32)
+        if keep:
+            vectors = encode_items([result.profiles[r] for r in keep], self.config.load_encoder(),
+                                   batch_size=self.config.encoder_batch_size,
+                                   progress=options.progress)
+        self._set_profiles(train, users[keep], vectors)
+        v = self.config.profile_weight
+        if v is None and options.validate is not None and keep:
+            best, curve = -np.inf, {}
+            for candidate in self.config.profile_grid:
+                self.profile_weight = float(candidate)
+                value = curve[str(candidate)] = float(options.validate(self))
+                if value > best:  # the first (smallest) of equal values wins
+                    best, v = value, float(candidate)
+            self.validation = {**getattr(self, "validation", {}), "profile_weight": v,
+                               "valid": float(best), "profile_curve": curve}
+        self.profile_weight = float(v or 0.0)
+        self.validation = {**getattr(self, "validation", {}), "profiles": {
+            "users": len(users), "profiled": len(keep), "generated": result.generated,
+            "from_cache": result.from_cache, "skipped": result.skipped,
+            "no_titles": result.no_titles, "seconds": result.seconds,
+            "users_per_second": result.users_per_second}}
+
+    def _set_profiles(self, train: MultiDomainDataset, users: np.ndarray,
+                      vectors: np.ndarray) -> None:
+        if len(users) != len(vectors):
+            raise DataError(f"{len(users)} profile users for {len(vectors)} profile vectors")
+        row = torch.full((train.n_users,), -1, dtype=torch.int64)
+        self.profile_users = np.asarray(users, dtype=np.int64)
+        row[torch.from_numpy(self.profile_users)] = torch.arange(len(users))
+        self.profile_row = row
+        self.profile_vectors = torch.from_numpy(
+            np.asarray(vectors, dtype=np.float16).astype(np.float32)).reshape(len(users), -1)
 
     def _set(self, train: MultiDomainDataset, options: FitOptions, vectors: np.ndarray,
              popularity: np.ndarray) -> None:
@@ -128,14 +212,22 @@ class TextZeroShot(Recommender):
     def state(self) -> dict[str, np.ndarray]:
         if self.vectors is None:
             return {}
-        return {"item_vectors": self.vectors.numpy().astype(np.float16),
-                "popularity": self.popularity.numpy(),
-                "popularity_weight": np.array([self.weight], dtype=np.float64)}
+        state = {"item_vectors": self.vectors.numpy().astype(np.float16),
+                 "popularity": self.popularity.numpy(),
+                 "popularity_weight": np.array([self.weight], dtype=np.float64)}
+        if self.profile_users is not None and len(self.profile_users):
+            state["profile_users"] = self.profile_users
+            state["profile_vectors"] = self.profile_vectors.numpy().astype(np.float16)
+            state["profile_weight"] = np.array([self.profile_weight], dtype=np.float64)
+        return state
 
     def restore(self, train: MultiDomainDataset, options: FitOptions,
                 state: dict[str, np.ndarray]) -> Self:
         self._set(train, options, state["item_vectors"], state["popularity"])
         self.weight = float(np.asarray(state["popularity_weight"]).reshape(-1)[0])
+        if "profile_vectors" in state:
+            self._set_profiles(train, state["profile_users"], state["profile_vectors"])
+            self.profile_weight = float(np.asarray(state["profile_weight"]).reshape(-1)[0])
         return self
 
     @torch.no_grad()
@@ -157,11 +249,28 @@ class TextZeroShot(Recommender):
         return out
 
     @torch.no_grad()
+    def fused_user_vectors(self, query: Query) -> torch.Tensor:
+        """``[B, dim]`` normalised user vectors: the history vector, fused with the user's
+        profile vector (weight ``profile_weight``) for a profiled user queried by index (a
+        ``Query.history`` replaces the training history the profile was written from)."""
+        u = torch.nn.functional.normalize(self.user_vectors(query), dim=1)
+        if not self.profile_weight or self.profile_row is None or query.history is not None:
+            return u
+        users = query.users.detach().cpu().long().reshape(-1)
+        row = self.profile_row[users]
+        has = row >= 0
+        if has.any():
+            v = self.profile_weight
+            u[has] = torch.nn.functional.normalize(
+                (1 - v) * u[has] + v * self.profile_vectors[row[has]], dim=1)
+        return u
+
+    @torch.no_grad()
     def score(self, query: Query, domain: str) -> torch.Tensor:
         """``[B, n_items(domain)]`` cosine (+ ``w`` x popularity prior)."""
         train = self._check_fitted()
         items = train.domain_items(domain)  # DataError for an unknown domain
-        u = torch.nn.functional.normalize(self.user_vectors(query), dim=1)
+        u = self.fused_user_vectors(query)
         scores = u @ self.vectors[items].T
         if self.weight:
             scores = scores + self.weight * self.popularity[items]
@@ -175,9 +284,9 @@ class TextZeroShot(Recommender):
 
     @torch.no_grad()
     def retrieval_users(self, query: Query, domain: str) -> torch.Tensor:
-        """``[B, dim + 1]`` normalised history vectors, then 1."""
+        """``[B, dim + 1]`` normalised (profile-fused) user vectors, then 1."""
         self._check_fitted().domain_items(domain)  # DataError for an unknown domain
-        return with_column(torch.nn.functional.normalize(self.user_vectors(query), dim=1), 1.0)
+        return with_column(self.fused_user_vectors(query), 1.0)
 
     @torch.no_grad()
     def score_text(self, texts: list[str], domain: str) -> torch.Tensor:
