@@ -77,8 +77,8 @@ class DistillConfig(ModelConfig):
             early stopping on validation when ``FitOptions.validate`` is given).
         init_std: normal initialisation of the ``mf`` embeddings.
         max_history: most recent history items averaged by the ``mlp`` student.
-        encoder, template: the ``mlp`` student's item text (default: the teacher's, else the
-            text models' default).
+        encoder, template, lora: the ``mlp`` student's item text and optional LoRA-tuned
+            encoder (default: the teacher's, else the text models' default).
         teacher_cache_mb: the teacher's standardised scores (float16) are kept in memory during
             ``fit`` when they take at most this much; else they are recomputed every batch.
     """
@@ -101,6 +101,7 @@ class DistillConfig(ModelConfig):
     max_history: int = Field(50, ge=1)
     encoder: str | None = None
     template: str | None = None
+    lora: dict[str, Any] | None = None
     teacher_cache_mb: float = Field(2048.0, ge=0.0)
 
     @field_validator("teacher")
@@ -121,7 +122,7 @@ class DistillConfig(ModelConfig):
 
     def text_config(self) -> TextConfig:
         """The ``mlp`` student's encoder and template (own setting > teacher's > default)."""
-        fields = {k: v for k in ("encoder", "template")
+        fields = {k: v for k in ("encoder", "template", "lora")
                   if (v := getattr(self, k) or self.teacher.get(k)) is not None}
         return TextConfig(**fields)
 
@@ -182,7 +183,8 @@ class Distill(TorchRecommender):
             nn.init.normal_(self.user_embedding.weight, std=c.init_std)
             nn.init.normal_(self.item_embedding.weight, std=c.init_std)
         else:
-            text = torch.from_numpy(c.text_config().item_vectors(train, progress=options.progress))
+            text = torch.from_numpy(c.text_config().item_vectors(
+                train, progress=options.progress, target=options.target))
             dim = text.shape[1]
             self.user_mlp = nn.Sequential(nn.Linear(dim, c.hidden_size), nn.ReLU(),
                                           nn.Linear(c.hidden_size, c.embedding_size))

@@ -128,7 +128,8 @@ class TextZeroShot(Recommender):
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         """Encode (or read from the cache) every item text; choose ``w`` on validation; with
         ``profile``, profile the cold users and choose ``v`` (``_fit_profiles``)."""
-        vectors = self.config.item_vectors(train, progress=options.progress)
+        vectors = self.config.item_vectors(train, progress=options.progress,
+                                           target=options.target)
         self._set(train, options, vectors.astype(np.float16), log_popularity(train))
         self.profile_weight, self.profile_users, self.profile_row = 0.0, None, None
         w = self.config.popularity_weight
@@ -225,6 +226,7 @@ class TextZeroShot(Recommender):
                 state: dict[str, np.ndarray]) -> Self:
         self._set(train, options, state["item_vectors"], state["popularity"])
         self.weight = float(np.asarray(state["popularity_weight"]).reshape(-1)[0])
+        self._queries.bind(train, options.target)  # a ``lora`` encoder: queries use its weights
         if "profile_vectors" in state:
             self._set_profiles(train, state["profile_users"], state["profile_vectors"])
             self.profile_weight = float(np.asarray(state["profile_weight"]).reshape(-1)[0])

@@ -123,7 +123,8 @@ class Hybrid(TorchRecommender):
     # ------------------------------------------------------------------ setup
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         """Read the item text vectors (encoder + cache), then train (see the module doc)."""
-        self._vectors = self.config.item_vectors(train, progress=options.progress)
+        self._vectors = self.config.item_vectors(train, progress=options.progress,
+                                                 target=options.target)
         super().fit(train, options)
         grid = self.config.popularity_grid
         if len(grid) > 1 and options.validate is not None:

@@ -136,7 +136,8 @@ class TextTransfer(TorchRecommender):
         if c.embedding_size % c.n_heads:
             raise ValueError(f"embedding_size {c.embedding_size} is not divisible by "
                              f"n_heads {c.n_heads}")
-        text = torch.from_numpy(c.item_vectors(train, progress=options.progress))
+        text = torch.from_numpy(c.item_vectors(train, progress=options.progress,
+                                               target=options.target))
         extra = torch.zeros((train.n_items, 0))
         if c.modality_file:
             from crossrec.encoders.vector_file import load_item_vectors
