@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -180,3 +181,17 @@ def item_texts(dataset: MultiDomainDataset, template: str = "{text}") -> list[st
             f["item_id"] = ids[i]
         out.append(" ".join(template.format_map(f).split()))
     return out
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` within the block (None: unchanged), restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

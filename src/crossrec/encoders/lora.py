@@ -29,8 +29,7 @@ import json
 import re
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from crossrec.encoders.base import torch_threads
 from crossrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ class LoraEncoder:
             import peft
         except ImportError:
             raise ConfigError(f"LoRA tuning needs the package 'peft': {INSTALL}") from None
-        with self._threads():
+        with torch_threads(self.config.threads):
             return self._fit(peft, progress)
 
     def _fit(self, peft: Any, progress: bool) -> LoraReport:
@@ -378,21 +378,8 @@ class LoraEncoder:
         """``float32 [n, dim]`` L2-normalised vectors through the tuned encoder."""
         if len(texts) and self.report is None:
             self.fit(progress=self.progress)
-        with self._threads():
+        with torch_threads(self.config.threads):
             return self.base.encode(texts, batch_size=batch_size)
-
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        """torch's CPU threads set to ``config.threads`` within the block."""
-        import torch
-
-        old = torch.get_num_threads()
-        if self.config.threads is not None:
-            torch.set_num_threads(self.config.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
 
 
 def lora_encoder(train: MultiDomainDataset, domain: str, config: LoraConfig | dict | None = None,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crossrec.encoders.base import torch_threads
 from crossrec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -279,37 +280,32 @@ class UserProfiler:
                   out: list[str | None], start: float, progress: bool) -> tuple[int, float]:
         """Generate ``order``'s profiles batch by batch until done or out of time; fill ``out``
         and the cache. Returns (profiles generated, seconds in generate)."""
-        import torch
-
         tokenizer, model = load_model(model_file())
         model.to(self.device)
         c = self.config
-        threads = torch.get_num_threads()
-        if c.threads is not None:
-            torch.set_num_threads(c.threads)
         generated, gen_seconds, pending = 0, 0.0, {}
-        try:
-            for s in range(0, len(order), c.batch_size):
-                batch = order[s:s + c.batch_size]
-                expected = gen_seconds / generated * len(batch) if generated else 0.0
-                if self._out_of_time(start, expected):
-                    break
-                t = time.perf_counter()
-                texts = self._batch(tokenizer, model, [blocks[todo[h][0]] for h in batch])
-                gen_seconds += time.perf_counter() - t
-                for h, text in zip(batch, texts, strict=True):
-                    for r in todo[h]:
-                        out[r] = text
-                    pending[h] = text
-                generated += len(batch)
-                if progress:
-                    print(f"profiles: {generated:,}/{len(order):,} "
-                          f"({generated / gen_seconds:.2f} users/s)", flush=True)
-                if len(pending) >= 64:
-                    self._flush(pending)
-        finally:
-            self._flush(pending)
-            torch.set_num_threads(threads)
+        with torch_threads(c.threads):
+            try:
+                for s in range(0, len(order), c.batch_size):
+                    batch = order[s:s + c.batch_size]
+                    expected = gen_seconds / generated * len(batch) if generated else 0.0
+                    if self._out_of_time(start, expected):
+                        break
+                    t = time.perf_counter()
+                    texts = self._batch(tokenizer, model, [blocks[todo[h][0]] for h in batch])
+                    gen_seconds += time.perf_counter() - t
+                    for h, text in zip(batch, texts, strict=True):
+                        for r in todo[h]:
+                            out[r] = text
+                        pending[h] = text
+                    generated += len(batch)
+                    if progress:
+                        print(f"profiles: {generated:,}/{len(order):,} "
+                              f"({generated / gen_seconds:.2f} users/s)", flush=True)
+                    if len(pending) >= 64:
+                        self._flush(pending)
+            finally:
+                self._flush(pending)
         return generated, gen_seconds
 
     def _flush(self, pending: dict[str, str]) -> None:
