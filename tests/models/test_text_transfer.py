@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossrec.data.split import cold_start_users
+from crossrec.data.split import cold_start_users, new_domain
 from crossrec.models.base import FitOptions, Query
 from crossrec.models.baselines.itemknn import ItemKNN
 from crossrec.models.cross.text_batches import augment, windows
@@ -118,6 +118,30 @@ def test_pop_weight_chosen_on_validation(split) -> None:  # noqa: ANN001
     items = split.train.domain_items("target")
     torch.testing.assert_close(with_prior - model.score(Query(users), "target"),
                                2.0 * model.pop_prior[items][None].expand(2, -1))
+
+
+def test_brand_new_domain_is_ranked_by_the_pretrained_model() -> None:
+    # no target interaction in training: pre-training is validated on the target's validation
+    # users and is the only stage; the target's items are ranked through the shared adapter
+    s = new_domain(make_two_domain(seed=2), "target", "source", seed=0)
+    seen: list[float] = []
+
+    def validate(m: TextTransfer) -> float:
+        seen.append(recall_at_k(m, s, part="valid"))
+        return seen[-1]
+
+    options = FitOptions(target="target", sources=("source",), progress=False,
+                         validate=validate)
+    model = TextTransfer({**FAST, "pretrain_epochs": 4})
+    model.fit(s.train, options)
+    (summary,) = model.training_summary.stages
+    assert summary.name == "pretrain" and summary.best_valid == max(seen[:summary.epochs])
+    assert set(model.fit_report["stage_seconds"]) == {"pretrain"}
+    untrained = TextTransfer({**FAST, "pretrain_epochs": 4})
+    untrained.train_data, untrained.options = s.train, options
+    torch.manual_seed(0)
+    untrained.build(s.train, options)
+    assert recall_at_k(model, s) >= recall_at_k(untrained.eval(), s) + 0.05
 
 
 def test_score_text_finds_the_theme(split, fitted: TextTransfer) -> None:  # noqa: ANN001

@@ -93,6 +93,7 @@ class TextTransferConfig(TextConfig):
     pretrain_epochs: int = Field(2, ge=0)
     pretrain_learning_rate: float = Field(1e-3, gt=0.0)
     pretrain_batch_size: int = Field(128, ge=2)
+    pretrain_validate: bool = False
     n_negatives: int = Field(512, ge=0)
     seq_seq_weight: float = Field(0.1, ge=0.0)
     item_drop: float = Field(0.2, ge=0.0, lt=1.0)
@@ -176,15 +177,21 @@ class TextTransfer(TorchRecommender):
         self._sources = options.sources or tuple(d for d in train.domains
                                                  if d != options.target)
         self._target = options.target
+        item_domain = train.item_domain[train.interactions["item"].to_numpy()]  # [n_rows]
+        self._new_domain = not bool((item_domain == train.info.domain_index(self._target)).any())
 
     def default_stages(self, sources: Sequence[str], target: str) -> list[Stage]:
         c = self.config
         sources = tuple(sources) or self._sources
         stages = []
+        new_domain = getattr(self, "_new_domain", False)  # no target row to adapt on
         if c.pretrain_epochs:
             stages.append(Stage("pretrain", epochs=c.pretrain_epochs, domains=sources,
                                 learning_rate=c.pretrain_learning_rate,
-                                batch_size=c.pretrain_batch_size, validate=False))
+                                batch_size=c.pretrain_batch_size, patience=c.patience,
+                                validate=c.pretrain_validate or new_domain))
+            if new_domain:
+                return stages
         trainable: tuple[str, ...] = ()
         if c.adaptation == "adapter" and c.pretrain_epochs:
             trainable = ADAPTER_PARAMETERS + self.norm_parameters()
