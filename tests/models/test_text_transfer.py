@@ -144,6 +144,26 @@ def test_brand_new_domain_is_ranked_by_the_pretrained_model() -> None:
     assert recall_at_k(model, s) >= recall_at_k(untrained.eval(), s) + 0.05
 
 
+def test_inference_item_table_is_cached_and_dropped_on_change(split) -> None:  # noqa: ANN001
+    model = TextTransfer(FAST).fit(split.train, OPTIONS)
+    query = Query(torch.arange(5))
+    first = model.score(query, "target")
+    assert list(model._tables) == [("target", "cpu")]
+    items = split.train.domain_items("target")
+    index = torch.arange(items.start, items.stop)
+    with torch.no_grad():  # the uncached path gives the same scores
+        expected = model._logits(model.user_vectors(query), index)
+    torch.testing.assert_close(first, expected)
+    with torch.no_grad():
+        model.adapter.apply(lambda m: m.weight.mul_(2) if isinstance(m, torch.nn.Linear) else None)
+    model.train().eval()  # any mode switch (the trainer's) drops the tables
+    assert model._tables == {}
+    torch.testing.assert_close(model.score(query, "target"),
+                               model._logits(model.user_vectors(query), index))
+    model.load_state_dict(model.state_dict())
+    assert model._tables == {}
+
+
 def test_score_text_finds_the_theme(split, fitted: TextTransfer) -> None:  # noqa: ANN001
     model = fitted
     answer = split.train.report["synthetic"]

@@ -130,10 +130,22 @@ class TextTransfer(TorchRecommender):
         super().__init__(config, **overrides)
         self._queries = QueryEncoder(self.config)
         self.fit_report: dict[str, Any] = {}
+        self._tables: dict[tuple[str, str], torch.Tensor] = {}  # eval-mode item tables
+
+    def train(self, mode: bool = True) -> Self:
+        """Switch mode; any change of mode drops the cached inference item tables."""
+        self._tables = {}
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        """Load weights; drops the cached inference item tables."""
+        self._tables = {}
+        return super().load_state_dict(state_dict, *args, **kwargs)
 
     # ------------------------------------------------------------------ set-up
     def build(self, train: MultiDomainDataset, options: FitOptions) -> None:
         c = self.config
+        self._tables = {}
         if c.embedding_size % c.n_heads:
             raise ValueError(f"embedding_size {c.embedding_size} is not divisible by "
                              f"n_heads {c.n_heads}")
@@ -309,9 +321,12 @@ class TextTransfer(TorchRecommender):
         items = items[:, -_width(items):]  # columns of padding only change nothing: drop them
         return self.sequence.last(self.item_inputs(items), items < 0)
 
-    def _logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` cosine / temperature + item bias (+ popularity prior) for ``items``."""
-        table = F.normalize(self.adapt(self.text[items], self.extra[items]), dim=-1)  # [C, D]
+    def _logits(self, states: torch.Tensor, items: torch.Tensor,
+                table: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, C]`` cosine / temperature + item bias (+ popularity prior) for ``items``;
+        ``table`` (``[C, D]``, normalised adapted vectors of ``items``) when already known."""
+        if table is None:
+            table = F.normalize(self.adapt(self.text[items], self.extra[items]), dim=-1)
         out = F.normalize(states, dim=-1) @ table.T / self.config.temperature
         return out + self.item_bias[items] + self.pop_weight * self.pop_prior[items]
 
@@ -334,7 +349,19 @@ class TextTransfer(TorchRecommender):
         train = self._check_fitted()
         items = train.domain_items(domain)  # DataError for an unknown domain
         index = torch.arange(items.start, items.stop, device=self.text.device)
-        return self._logits(self.user_vectors(query), index)
+        return self._logits(self.user_vectors(query), index, self._domain_table(domain, index))
+
+    def _domain_table(self, domain: str, index: torch.Tensor) -> torch.Tensor:
+        """``[n_items(domain), D]`` normalised adapted vectors of ``domain``'s items (``index``);
+        computed once per domain and device while the model is in eval mode (inference), so a
+        batch-1 call costs one user encoding and one matmul, not a pass over every item."""
+        key = (domain, str(index.device))
+        table = self._tables.get(key)
+        if table is None:
+            table = F.normalize(self.adapt(self.text[index], self.extra[index]), dim=-1)
+            if not self.training:
+                self._tables[key] = table
+        return table
 
     @torch.no_grad()
     def retrieval_items(self, domain: str) -> torch.Tensor:
@@ -342,7 +369,7 @@ class TextTransfer(TorchRecommender):
         the weighted popularity prior (the item side of ``_logits``)."""
         items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
         index = torch.arange(items.start, items.stop, device=self.text.device)
-        table = F.normalize(self.adapt(self.text[index], self.extra[index]), dim=-1)
+        table = self._domain_table(domain, index)
         return with_column(table, self.item_bias[index] + self.pop_weight * self.pop_prior[index])
 
     @torch.no_grad()
@@ -365,7 +392,7 @@ class TextTransfer(TorchRecommender):
                                     torch.zeros(len(texts), 1, dtype=torch.bool,
                                                 device=vec.device))
         index = torch.arange(items.start, items.stop, device=self.text.device)
-        return self._logits(states, index)
+        return self._logits(states, index, self._domain_table(domain, index))
 
 
 def _width(items: torch.Tensor) -> int:
