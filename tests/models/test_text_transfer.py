@@ -144,6 +144,26 @@ def test_brand_new_domain_is_ranked_by_the_pretrained_model() -> None:
     assert recall_at_k(model, s) >= recall_at_k(untrained.eval(), s) + 0.05
 
 
+def test_pretrain_on_every_domain_without_adaptation(split) -> None:  # noqa: ANN001
+    # UniSRec on the fused data: pre-training reads every domain's rows (target included) and,
+    # with epochs = 0, is the only stage, early-stopped on validation
+    options = FitOptions(target="target", sources=("source",), progress=False,
+                         validate=lambda m: recall_at_k(m, split, part="valid"))
+    model = TextTransfer({**FAST, "pretrain_domains": "all", "epochs": 0})
+    model.fit(split.train, options)
+    (stage,) = model.default_stages(("source",), "target")
+    assert stage.name == "pretrain" and stage.domains == () and stage.validate
+    rng = np.random.default_rng(0)
+    seen = np.concatenate([b.targets[b.targets >= 0].numpy()
+                           for b in model.batches(split.train, stage, rng)])
+    target = split.train.domain_items("target")
+    assert ((seen >= target.start) & (seen < target.stop)).any()  # target items are trained on
+    target_only = ItemKNN(train_on="target").fit(split.train, OPTIONS)
+    assert recall_at_k(model, split) >= recall_at_k(target_only, split) + 0.05
+    with pytest.raises(ValueError, match="train nothing"):
+        TextTransfer({**FAST, "pretrain_epochs": 0, "epochs": 0}).fit(split.train, OPTIONS)
+
+
 def test_inference_item_table_is_cached_and_dropped_on_change(split) -> None:  # noqa: ANN001
     model = TextTransfer(FAST).fit(split.train, OPTIONS)
     query = Query(torch.arange(5))

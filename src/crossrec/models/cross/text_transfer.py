@@ -64,6 +64,11 @@ class TextTransferConfig(TextConfig):
         pop_weights: weights of the popularity prior ``log(1 + training count)`` tried after
             training; the best on validation users is kept (a single value is used as is).
         pretrain_epochs: epochs of stage 1 (0 = no pre-training).
+        pretrain_domains: ``"sources"`` (the source domains' sequences) or ``"all"`` (the
+            mixed sequences of every domain, target included: UniSRec on the fused data, for
+            next-item protocols where every domain is a target).
+        pretrain_validate: early-stop pre-training on the validation users (always on when
+            there is no adaptation stage: a brand-new target domain, or ``epochs = 0``).
         pretrain_learning_rate, pretrain_batch_size: stage 1 (users per batch).
         n_negatives: sampled negatives per pre-training batch (besides the in-batch ones).
         seq_seq_weight: weight of the sequence-sequence loss (0 = off).
@@ -71,7 +76,8 @@ class TextTransferConfig(TextConfig):
         adaptation: ``"adapter"`` (adapter, item bias and layer norms trained) or ``"full"``
             (everything).
         epochs, learning_rate, batch_size, weight_decay, patience: stage 2 (Adam; an epoch
-            draws one target interaction per user; early stopping on validation).
+            draws one target interaction per user; early stopping on validation); ``epochs =
+            0`` skips adaptation (the pre-trained model ranks).
         adapt_negatives: 0 = rank each target among every target item; N = in-batch + N.
         cold_share: share of adaptation examples whose input is the source history alone.
         modality_file: Parquet file of precomputed item vectors of another modality (``item_id``,
@@ -93,13 +99,14 @@ class TextTransferConfig(TextConfig):
     pretrain_epochs: int = Field(2, ge=0)
     pretrain_learning_rate: float = Field(1e-3, gt=0.0)
     pretrain_batch_size: int = Field(128, ge=2)
+    pretrain_domains: Literal["sources", "all"] = "sources"
     pretrain_validate: bool = False
     n_negatives: int = Field(512, ge=0)
     seq_seq_weight: float = Field(0.1, ge=0.0)
     item_drop: float = Field(0.2, ge=0.0, lt=1.0)
     crop: float = Field(0.6, gt=0.0, le=1.0)
     adaptation: Literal["adapter", "full"] = "adapter"
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(15, ge=0)
     learning_rate: float = Field(1e-2, gt=0.0)
     batch_size: int = Field(512, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -196,13 +203,17 @@ class TextTransfer(TorchRecommender):
         c = self.config
         sources = tuple(sources) or self._sources
         stages = []
-        new_domain = getattr(self, "_new_domain", False)  # no target row to adapt on
+        # no target row to adapt on, or no adaptation asked for: the pre-trained model ranks
+        last = getattr(self, "_new_domain", False) or c.epochs == 0
+        if c.epochs == 0 and not c.pretrain_epochs:
+            raise ValueError("text_transfer: epochs = 0 and pretrain_epochs = 0 train nothing")
         if c.pretrain_epochs:
-            stages.append(Stage("pretrain", epochs=c.pretrain_epochs, domains=sources,
+            domains = () if c.pretrain_domains == "all" else sources  # () = every domain
+            stages.append(Stage("pretrain", epochs=c.pretrain_epochs, domains=domains,
                                 learning_rate=c.pretrain_learning_rate,
                                 batch_size=c.pretrain_batch_size, patience=c.patience,
-                                validate=c.pretrain_validate or new_domain))
-            if new_domain:
+                                validate=c.pretrain_validate or last))
+            if last:
                 return stages
         trainable: tuple[str, ...] = ()
         if c.adaptation == "adapter" and c.pretrain_epochs:
