@@ -82,3 +82,43 @@ def test_cold_users_mapped_warm_users_kept() -> None:
         torch.testing.assert_close(vec[0], model.target_item.weight[tgt.start : tgt.start + 2]
                                    .mean(0))
         torch.testing.assert_close(vec[1], model.mapping(model.source_item.weight[src.start]))
+
+
+def test_shrinkage_blends_own_and_mapped_factor_by_target_count() -> None:
+    """(n * own + k * f(src)) / (n + k) for a user with n target rows and a source history."""
+    train = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0).train
+    model = EMCDR(**FAST).fit(train, OPTIONS)
+    both = train.overlap_users("source", "target")[:10]
+    users = torch.from_numpy(both.astype(np.int64))
+    n = torch.from_numpy(train.user_items("target").getnnz(axis=1)[both].astype(np.float32))
+    assert (n > 0).all()
+    with torch.no_grad():
+        own, mapped = model.target_user(users), model.mapping(model.source_user(users))
+        model.shrink.fill_(3.0)
+        expected = (n[:, None] * own + 3.0 * mapped) / (n[:, None] + 3.0)
+        torch.testing.assert_close(model.target_vectors(Query(users)), expected)
+        # a folded-in history: n = its target items, the source mean through the mapping
+        tgt, src = train.domain_items("target"), train.domain_items("source")
+        hist = torch.tensor([[tgt.start, src.start]])
+        vec = model.target_vectors(Query(torch.tensor([-1]), hist))[0]
+        blend = (model.target_item.weight[tgt.start]
+                 + 3.0 * model.mapping(model.source_item.weight[src.start])) / 4.0
+        torch.testing.assert_close(vec, blend)
+        model.shrink.fill_(0.0)  # the paper: own factor as soon as n > 0
+        torch.testing.assert_close(model.target_vectors(Query(users)), own)
+
+
+def test_shrinkage_is_chosen_on_validation() -> None:
+    """With several k the validation callback picks one; ties go to the smaller k."""
+    train = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0).train
+    seen: list[float] = []
+
+    def validate(model: EMCDR) -> float:
+        seen.append(float(model.shrink))
+        return -abs(float(model.shrink) - 5.0)  # best at k = 5
+
+    options = FitOptions(target="target", sources=("source",), progress=False,
+                         validate=validate)
+    model = EMCDR(**FAST, shrinkage=[0.0, 5.0, 20.0]).fit(train, options)
+    assert float(model.shrink) == 5.0 and model.fit_report["shrinkage"] == 5.0
+    assert {0.0, 5.0, 20.0} <= set(seen)

@@ -11,15 +11,19 @@ Three stages, run by the Trainer:
    source and the target (in training) to minimise ``|f(u_src) - u_tgt|²``.
 
 At scoring time a user with no target interaction in training gets ``f(u_src)`` as target
-factor; a warm target user keeps their own. Both MF stages use the same objective option as
-CMF (``"bpr"`` or ``"mse"``) and skip validation (the validation users are cold, their scores
-depend on the mapping only); the mapping stage validates and stops early.
+factor; a warm target user keeps their own — or, with ``shrinkage`` k > 0, a user with n target
+interactions and a source history gets ``(n * u_tgt + k * f(u_src)) / (n + k)``: the mapped
+factor as a prior that the user's own rows outweigh as they accumulate (a few-shot user's own
+factor, learned from one or two rows, is a poor estimate on its own). Both MF stages use the
+same objective option as CMF (``"bpr"`` or ``"mse"``) and skip validation (the validation
+users are cold, their scores depend on the mapping only); the mapping stage validates and
+stops early.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
 import torch
@@ -63,6 +67,8 @@ class EMCDRConfig(FactorConfig):
         mapping: ``"linear"`` or ``"mlp"`` (hidden size ``2 * embedding_size``, tanh).
         mapping_learning_rate, mapping_epochs, mapping_batch_size, mapping_weight_decay,
             patience: the mapping stage (Adam, early stopping on validation).
+        shrinkage: prior strengths k tried after training (the best on validation is kept,
+            ties to the smaller); ``[0]`` = the paper: own factor as soon as n > 0.
     """
 
     objective: Literal["bpr", "mse"] = "bpr"
@@ -75,6 +81,7 @@ class EMCDRConfig(FactorConfig):
     mapping_batch_size: int = Field(256, ge=1)
     mapping_weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(10, ge=1)
+    shrinkage: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
 
 
 class EMCDR(TorchRecommender):
@@ -118,6 +125,10 @@ class EMCDR(TorchRecommender):
         for s in self._sources(train, options):
             in_source[train.domain_users(s)] = True
         self.register_buffer("warm", torch.from_numpy(warm), persistent=False)  # [n_users]
+        n_target = train.user_items(options.target).getnnz(axis=1).astype(np.float32)
+        self.register_buffer("n_target", torch.from_numpy(n_target), persistent=False)
+        self.register_buffer("in_source", torch.from_numpy(in_source), persistent=False)
+        self.register_buffer("shrink", torch.tensor(float(c.shrinkage[0])))  # chosen k
         self.register_buffer("overlap", torch.from_numpy(np.flatnonzero(warm & in_source)),
                              persistent=False)  # [n_overlap] users with source and target
         self.register_buffer("source_item_mask", torch.from_numpy(
@@ -181,20 +192,47 @@ class EMCDR(TorchRecommender):
         return factor_loss(batch, users, getattr(self, f"{side}_item"),
                            getattr(self, f"{side}_bias"), offset, self.config.weight_decay)
 
+    def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
+        super().fit(train, options)
+        c = self.config
+        chosen = float(c.shrinkage[0])
+        if len(c.shrinkage) > 1 and options.validate is not None:
+            found = []
+            for k in c.shrinkage:
+                self.shrink.fill_(k)
+                with torch.no_grad():
+                    found.append((float(options.validate(self)), -k, k))
+            chosen = max(found)[2]  # best validation value; ties: the smaller k
+        self.shrink.fill_(chosen)
+        self.fit_report = {**getattr(self, "fit_report", {}), "shrinkage": chosen}
+        return self
+
     # ------------------------------------------------------------------ inference
+    def _blend(self, own: torch.Tensor, mapped: torch.Tensor, n: torch.Tensor,
+               has_source: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` ``(n * own + k * mapped) / (n + k)`` for users with a source history;
+        own (n > 0) or mapped (n = 0) for the rest. ``n``: float ``[B]`` target counts."""
+        k = self.shrink
+        weight = n / (n + k).clamp(min=1e-12)  # [B]; 0 when n = 0, 1 when k = 0 < n
+        weight = torch.where(has_source, weight, (n > 0).to(weight.dtype))
+        return torch.lerp(mapped, own, weight[:, None])
+
     @torch.no_grad()
     def target_vectors(self, query: Query) -> torch.Tensor:
-        """``[B, d]`` target user factors: own factor (warm) or mapped source factor (cold)."""
+        """``[B, d]`` target user factors: own factor (warm), mapped source factor (cold), or
+        their count-weighted blend (``shrinkage``)."""
         train = self._check_fitted()
         if query.history is None:
             users = check_users(train, query.users).to(self.warm.device)
             own, mapped = self.target_user(users), self.mapping(self.source_user(users))
-            return torch.where(self.warm[users][:, None], own, mapped)
+            return self._blend(own, mapped, self.n_target[users], self.in_source[users])
         target_mask = (self.item_domain == self._target).cpu().numpy()
         own, n_target = fold_in(self, query, self.target_item, target_mask)
-        src, _ = fold_in(self, query, self.source_item, self.source_item_mask.cpu().numpy())
-        has_target = torch.from_numpy(n_target > 0).to(own.device)
-        return torch.where(has_target[:, None], own, self.mapping(src))
+        src, n_source = fold_in(self, query, self.source_item,
+                                self.source_item_mask.cpu().numpy())
+        device = own.device
+        return self._blend(own, self.mapping(src), torch.from_numpy(n_target).float().to(device),
+                           torch.from_numpy(n_source > 0).to(device))
 
     @torch.no_grad()
     def score(self, query: Query, domain: str) -> torch.Tensor:
