@@ -32,6 +32,9 @@ class TextConfig(ModelConfig):
         encoder: registered encoder name (``crossrec.encoders.ENCODERS``).
         template: item-text template (fields: text, domain, title, categories, brand, item_id).
         encoder_batch_size: texts per encoder call.
+        backend: inference backend of the encoder (``crossrec.encoders.BACKENDS``: "torch",
+            the fp32 reference; "onnx", "onnx-int8", "torch-int8" for large catalogues on CPU);
+            part of the vector-cache key. LoRA tunes the "torch" model only.
         lora: fine-tune the encoder with a LoRA adapter on one domain's training interactions
             before encoding (``crossrec.encoders.lora.LoraConfig``); None (default) = the
             pretrained encoder as it is.
@@ -40,6 +43,7 @@ class TextConfig(ModelConfig):
     encoder: str = "minilm"
     template: str = "{text}"
     encoder_batch_size: int = Field(64, ge=1)
+    backend: str = "torch"
     lora: LoraConfig | None = None
     _tuned: LoraEncoder | None = PrivateAttr(None)
 
@@ -50,8 +54,10 @@ class TextConfig(ModelConfig):
 
         Raises:
             ConfigError: ``lora`` is set and no tuned encoder was made yet (call
-                ``tuned_encoder(train, target=...)`` first, e.g. after a bundle reload).
+                ``tuned_encoder(train, target=...)`` first, e.g. after a bundle reload); an
+                unknown backend.
         """
+        self._check_backend()
         if self.lora is not None:
             if self._tuned is None:
                 raise ConfigError("this text model tunes its encoder with LoRA on the training "
@@ -60,7 +66,17 @@ class TextConfig(ModelConfig):
             return self._tuned
         from crossrec.encoders import load_encoder
 
-        return load_encoder(self.encoder)
+        return load_encoder(self.encoder, backend=self.backend)
+
+    def _check_backend(self) -> None:
+        from crossrec.encoders.base import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown encoder backend {self.backend!r}; known: "
+                              f"{', '.join(BACKENDS)}")
+        if self.lora is not None and self.backend != "torch":
+            raise ConfigError(f"lora tunes the 'torch' encoder; backend {self.backend!r} "
+                              "cannot be combined with lora")
 
     def lora_domain(self, train: MultiDomainDataset, target: str | None = None) -> str:
         """The domain LoRA tunes on: ``lora.domain``, else ``target``, else the only domain.
@@ -88,6 +104,7 @@ class TextConfig(ModelConfig):
         """
         if self.lora is None:
             raise ConfigError("tuned_encoder needs the lora setting")
+        self._check_backend()
         from crossrec.encoders.lora import lora_encoder
 
         domain = self.lora_domain(train, target)
