@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from crossrec.encoders import BACKENDS, ENCODERS, EncoderSpec, archive, item_texts, load_encoder
+from crossrec.encoders.onnx_runtime import int8_weight_type
 from crossrec.errors import ConfigError
 from crossrec.testing import make_two_domain
 
@@ -131,6 +132,15 @@ def test_torch_int8_backend_has_its_own_cache_key(minilm, texts):
     assert cos.min() > 0.9  # close, but below the onnx-int8 agreement (RESULTS.md)
 
 
+def test_int8_weight_type_follows_the_cpu():
+    """Signed int8 weights only where the CPU has int8 dot products (no u8*s8 saturation)."""
+    assert int8_weight_type({"avx2", "avx512_vnni"}, "x86_64") == "s8"
+    assert int8_weight_type({"avx2", "avx_vnni"}, "x86_64") == "s8"
+    assert int8_weight_type({"avx2", "fma"}, "x86_64") == "u8"
+    assert int8_weight_type(set(), "aarch64") == "s8"
+    assert int8_weight_type() in ("s8", "u8")
+
+
 @pytest.mark.slow
 def test_onnx_backends_agree_with_fp32(minilm, texts, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
@@ -138,7 +148,8 @@ def test_onnx_backends_agree_with_fp32(minilm, texts, tmp_path, monkeypatch):
     ref = minilm.encode(texts)
     for backend, floor in (("onnx", 0.9999), ("onnx-int8", 0.97)):
         enc = load_encoder("minilm", backend=backend)
-        assert enc.key.endswith(f":{backend}")
+        assert enc.key.endswith(f":{backend}") or enc.key.endswith(
+            f":{backend}-{int8_weight_type()}")
         v = enc.encode(texts, batch_size=2)
         np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
         assert (v * ref).sum(1).min() > floor, backend
