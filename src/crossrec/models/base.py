@@ -238,6 +238,25 @@ class Recommender(ABC):
         return hist
 
 
+def choose_on_validation(values: Sequence[float], apply: Callable[[float], None],
+                         validate: Callable[[], float]) -> tuple[float, dict[str, float]]:
+    """Grid search of one scalar set after training (a prior weight, a shrinkage).
+
+    Applies each of ``values`` in turn and scores it with ``validate`` (higher is better);
+    the best is applied and returned, a tie going to the value listed first (list the simplest
+    first). Returns ``(chosen, {str(float(value)): validation score})``.
+    """
+    curve: dict[str, float] = {}
+    best, chosen = -np.inf, float(values[0])
+    for v in values:
+        apply(float(v))
+        score = curve[str(float(v))] = float(validate())
+        if score > best:
+            best, chosen = score, float(v)
+    apply(chosen)
+    return chosen, curve
+
+
 def with_column(x: torch.Tensor, column: torch.Tensor | float) -> torch.Tensor:
     """``[n, d]`` -> ``[n, d + 1]``: ``x`` with ``column`` (``[n]`` or a scalar) appended, the
     extra dimension of a two-tower view that carries a bias (or its constant 1)."""

@@ -28,7 +28,7 @@ from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import PAD, user_sequences
 from crossrec.encoders.profile import ProfilerConfig, ProfileResult
 from crossrec.errors import DataError
-from crossrec.models.base import FitOptions, Query, Recommender, with_column
+from crossrec.models.base import FitOptions, Query, Recommender, choose_on_validation, with_column
 from crossrec.models.text import QueryEncoder, TextConfig
 
 
@@ -134,18 +134,20 @@ class TextZeroShot(Recommender):
         self.profile_weight, self.profile_users, self.profile_row = 0.0, None, None
         w = self.config.popularity_weight
         if w is None and options.validate is not None:
-            best = -np.inf
-            for candidate in self.config.popularity_grid:
-                self.weight = float(candidate)
-                value = options.validate(self)
-                if value > best:  # the first (smallest) of equal values wins
-                    best, w = value, float(candidate)
-            self.validation = {"popularity_weight": w, "valid": float(best)}
+            w, curve = choose_on_validation(self.config.popularity_grid, self._set_weight,
+                                            lambda: options.validate(self))
+            self.validation = {"popularity_weight": w, "valid": curve[str(w)]}
         self.weight = float(w or 0.0)
         v = self.config.profile_weight
         if self.config.profile is not None and (v if v is not None else options.validate):
             self._fit_profiles(train, options)  # not when v would be 0 anyway
         return self
+
+    def _set_weight(self, w: float) -> None:
+        self.weight = w
+
+    def _set_profile_weight(self, v: float) -> None:
+        self.profile_weight = v
 
     def profiled_users(self, train: MultiDomainDataset, options: FitOptions) -> np.ndarray:
         """``int64 [n]`` the users profiles are written for: training interactions in a source
@@ -176,14 +178,10 @@ class TextZeroShot(Recommender):
         self._set_profiles(train, users[keep], vectors)
         v = self.config.profile_weight
         if v is None and options.validate is not None and keep:
-            best, curve = -np.inf, {}
-            for candidate in self.config.profile_grid:
-                self.profile_weight = float(candidate)
-                value = curve[str(candidate)] = float(options.validate(self))
-                if value > best:  # the first (smallest) of equal values wins
-                    best, v = value, float(candidate)
+            v, curve = choose_on_validation(self.config.profile_grid, self._set_profile_weight,
+                                            lambda: options.validate(self))
             self.validation = {**getattr(self, "validation", {}), "profile_weight": v,
-                               "valid": float(best), "profile_curve": curve}
+                               "valid": curve[str(v)], "profile_curve": curve}
         self.profile_weight = float(v or 0.0)
         self.validation = {**getattr(self, "validation", {}), "profiles": {
             "users": len(users), "profiled": len(keep), "generated": result.generated,

@@ -38,6 +38,7 @@ from crossrec.models.base import (
     Query,
     Stage,
     TorchRecommender,
+    choose_on_validation,
     with_column,
 )
 from crossrec.models.baselines.bpr import positive_keys
@@ -67,8 +68,8 @@ class EMCDRConfig(FactorConfig):
         mapping: ``"linear"`` or ``"mlp"`` (hidden size ``2 * embedding_size``, tanh).
         mapping_learning_rate, mapping_epochs, mapping_batch_size, mapping_weight_decay,
             patience: the mapping stage (Adam, early stopping on validation).
-        shrinkage: prior strengths k tried after training (the best on validation is kept,
-            ties to the smaller); ``[0]`` = the paper: own factor as soon as n > 0.
+        shrinkage: prior strengths k tried after training (the best on validation is kept, a
+            tie to the first listed); ``[0]`` = the paper: own factor as soon as n > 0.
     """
 
     objective: Literal["bpr", "mse"] = "bpr"
@@ -196,14 +197,11 @@ class EMCDR(TorchRecommender):
         super().fit(train, options)
         c = self.config
         chosen = float(c.shrinkage[0])
-        if len(c.shrinkage) > 1 and options.validate is not None:
-            found = []
-            for k in c.shrinkage:
-                self.shrink.fill_(k)
-                with torch.no_grad():
-                    found.append((float(options.validate(self)), -k, k))
-            chosen = max(found)[2]  # best validation value; ties: the smaller k
         self.shrink.fill_(chosen)
+        if len(c.shrinkage) > 1 and options.validate is not None:
+            with torch.no_grad():
+                chosen, _ = choose_on_validation(c.shrinkage, self.shrink.fill_,
+                                                 lambda: options.validate(self))
         self.fit_report = {**getattr(self, "fit_report", {}), "shrinkage": chosen}
         return self
 

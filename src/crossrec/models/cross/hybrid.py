@@ -36,7 +36,14 @@ from torch import nn
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import user_sequences
 from crossrec.models.alignment import Aligner
-from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender, with_column
+from crossrec.models.base import (
+    FitOptions,
+    Query,
+    Stage,
+    TorchRecommender,
+    choose_on_validation,
+    with_column,
+)
 from crossrec.models.baselines.text_zero_shot import log_popularity, query_histories
 from crossrec.models.layers import gather_rows
 from crossrec.models.text import TextConfig
@@ -128,14 +135,9 @@ class Hybrid(TorchRecommender):
         super().fit(train, options)
         grid = self.config.popularity_grid
         if len(grid) > 1 and options.validate is not None:
-            values = []
-            for w in grid:
-                self.prior_weight.fill_(float(w))
-                values.append(options.validate(self))
-            best = int(np.argmax(values))  # the first of equal values
-            self.prior_weight.fill_(float(grid[best]))
-            self.validation = {"popularity_weight": float(grid[best]),
-                               "valid": float(values[best])}
+            w, curve = choose_on_validation(grid, self.prior_weight.fill_,
+                                            lambda: options.validate(self))
+            self.validation = {"popularity_weight": w, "valid": curve[str(w)]}
         else:
             self.prior_weight.fill_(float(grid[0]))
         return self

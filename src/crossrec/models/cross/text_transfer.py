@@ -43,7 +43,14 @@ from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import user_sequences
-from crossrec.models.base import FitOptions, Query, Stage, TorchRecommender, with_column
+from crossrec.models.base import (
+    FitOptions,
+    Query,
+    Stage,
+    TorchRecommender,
+    choose_on_validation,
+    with_column,
+)
 from crossrec.models.cross.text_batches import SequenceBatch, adapt_batches, pretrain_batches
 from crossrec.models.history import check_query, select_history, training_histories
 from crossrec.models.layers import MoEAdapter, SequenceEncoder
@@ -62,7 +69,8 @@ class TextTransferConfig(TextConfig):
         temperature: of the cosine scores (and of both contrastive losses).
         item_bias: learn a bias per item (a learned popularity).
         pop_weights: weights of the popularity prior ``log(1 + training count)`` tried after
-            training; the best on validation users is kept (a single value is used as is).
+            training; the best on validation users is kept, a tie to the first listed (a single
+            value is used as is).
         pretrain_epochs: epochs of stage 1 (0 = no pre-training).
         pretrain_domains: ``"sources"`` (the source domains' sequences) or ``"all"`` (the
             mixed sequences of every domain, target included: UniSRec on the fused data, for
@@ -227,14 +235,11 @@ class TextTransfer(TorchRecommender):
         super().fit(train, options)
         c = self.config
         chosen = float(c.pop_weights[0])
-        if len(c.pop_weights) > 1 and options.validate is not None:
-            found = []
-            for w in c.pop_weights:
-                self.pop_weight.fill_(w)
-                with torch.no_grad():
-                    found.append((float(options.validate(self)), -abs(w), w))
-            chosen = max(found)[2]  # best validation value; ties: the smaller weight
         self.pop_weight.fill_(chosen)
+        if len(c.pop_weights) > 1 and options.validate is not None:
+            with torch.no_grad():
+                chosen, _ = choose_on_validation(c.pop_weights, self.pop_weight.fill_,
+                                                 lambda: options.validate(self))
         stages = self.default_stages(options.sources, options.target)
         seconds = {s.name: s.seconds for s in self.training_summary.stages}
         self.fit_report = {"stage_seconds": seconds, "pop_weight": chosen,
