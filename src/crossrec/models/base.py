@@ -239,20 +239,24 @@ class Recommender(ABC):
 
 
 def choose_on_validation(values: Sequence[float], apply: Callable[[float], None],
-                         validate: Callable[[], float]) -> tuple[float, dict[str, float]]:
+                         model: Recommender, validate: Callable[[Recommender], float] | None,
+                         ) -> tuple[float, dict[str, float]]:
     """Grid search of one scalar set after training (a prior weight, a shrinkage).
 
-    Applies each of ``values`` in turn and scores it with ``validate`` (higher is better);
-    the best is applied and returned, a tie going to the value listed first (list the simplest
-    first). Returns ``(chosen, {str(float(value)): validation score})``.
+    Applies each of ``values`` in turn and scores ``model`` with ``validate`` (higher is
+    better, ``FitOptions.validate``); the best is applied and returned, a tie going to the
+    value listed first (list the simplest first). With one value or no ``validate`` the first
+    value is applied unscored. Returns ``(chosen, {str(float(value)): validation score})``.
     """
     curve: dict[str, float] = {}
     best, chosen = -np.inf, float(values[0])
-    for v in values:
-        apply(float(v))
-        score = curve[str(float(v))] = float(validate())
-        if score > best:
-            best, chosen = score, float(v)
+    if len(values) > 1 and validate is not None:
+        with torch.no_grad():
+            for v in values:
+                apply(float(v))
+                score = curve[str(float(v))] = float(validate(model))
+                if score > best:
+                    best, chosen = score, float(v)
     apply(chosen)
     return chosen, curve
 

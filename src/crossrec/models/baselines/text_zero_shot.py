@@ -135,8 +135,8 @@ class TextZeroShot(Recommender):
         w = self.config.popularity_weight
         if w is None and options.validate is not None:
             w, curve = choose_on_validation(self.config.popularity_grid, self._set_weight,
-                                            lambda: options.validate(self))
-            self.validation = {"popularity_weight": w, "valid": curve[str(w)]}
+                                            self, options.validate)
+            self.validation = {"popularity_weight": w, "valid": curve.get(str(w))}
         self.weight = float(w or 0.0)
         v = self.config.profile_weight
         if self.config.profile is not None and (v if v is not None else options.validate):
@@ -179,9 +179,9 @@ class TextZeroShot(Recommender):
         v = self.config.profile_weight
         if v is None and options.validate is not None and keep:
             v, curve = choose_on_validation(self.config.profile_grid, self._set_profile_weight,
-                                            lambda: options.validate(self))
+                                            self, options.validate)
             self.validation = {**getattr(self, "validation", {}), "profile_weight": v,
-                               "valid": curve[str(v)], "profile_curve": curve}
+                               "valid": curve.get(str(v)), "profile_curve": curve}
         self.profile_weight = float(v or 0.0)
         self.validation = {**getattr(self, "validation", {}), "profiles": {
             "users": len(users), "profiled": len(keep), "generated": result.generated,

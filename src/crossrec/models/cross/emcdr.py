@@ -196,12 +196,7 @@ class EMCDR(TorchRecommender):
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         super().fit(train, options)
         c = self.config
-        chosen = float(c.shrinkage[0])
-        self.shrink.fill_(chosen)
-        if len(c.shrinkage) > 1 and options.validate is not None:
-            with torch.no_grad():
-                chosen, _ = choose_on_validation(c.shrinkage, self.shrink.fill_,
-                                                 lambda: options.validate(self))
+        chosen, _ = choose_on_validation(c.shrinkage, self.shrink.fill_, self, options.validate)
         self.fit_report = {**getattr(self, "fit_report", {}), "shrinkage": chosen}
         return self
 

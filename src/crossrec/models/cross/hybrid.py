@@ -134,12 +134,9 @@ class Hybrid(TorchRecommender):
                                                  target=options.target)
         super().fit(train, options)
         grid = self.config.popularity_grid
-        if len(grid) > 1 and options.validate is not None:
-            w, curve = choose_on_validation(grid, self.prior_weight.fill_,
-                                            lambda: options.validate(self))
+        w, curve = choose_on_validation(grid, self.prior_weight.fill_, self, options.validate)
+        if curve:
             self.validation = {"popularity_weight": w, "valid": curve[str(w)]}
-        else:
-            self.prior_weight.fill_(float(grid[0]))
         return self
 
     def restore(self, train: MultiDomainDataset, options: FitOptions,

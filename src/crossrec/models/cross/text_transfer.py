@@ -234,12 +234,8 @@ class TextTransfer(TorchRecommender):
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         super().fit(train, options)
         c = self.config
-        chosen = float(c.pop_weights[0])
-        self.pop_weight.fill_(chosen)
-        if len(c.pop_weights) > 1 and options.validate is not None:
-            with torch.no_grad():
-                chosen, _ = choose_on_validation(c.pop_weights, self.pop_weight.fill_,
-                                                 lambda: options.validate(self))
+        chosen, _ = choose_on_validation(c.pop_weights, self.pop_weight.fill_, self,
+                                         options.validate)
         stages = self.default_stages(options.sources, options.target)
         seconds = {s.name: s.seconds for s in self.training_summary.stages}
         self.fit_report = {"stage_seconds": seconds, "pop_weight": chosen,
