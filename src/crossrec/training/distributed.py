@@ -135,8 +135,16 @@ def train_torchrun(job: TrainJob) -> RunResult | None:
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
     dist.init_process_group("nccl" if gpu else "gloo")
     try:
-        return run_rank(replace(job, resume=job.resume or restarted), device)
+        result = run_rank(replace(job, resume=job.resume or restarted), device)
+        # every rank leaves together: a rank that tore down its gloo pairs and exited while
+        # rank 0 was still evaluating aborted now and then ("terminate called without an
+        # active exception", SIGABRT), failing the whole torchrun job after a good fit
+        dist.barrier()
+        return result
     finally:
+        import gc
+
+        gc.collect()  # DDP's reducer (gloo work, tensors) goes now, not at interpreter exit
         dist.destroy_process_group()
 
 
