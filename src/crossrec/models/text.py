@@ -69,11 +69,7 @@ class TextConfig(ModelConfig):
         return load_encoder(self.encoder, backend=self.backend)
 
     def _check_backend(self) -> None:
-        from crossrec.encoders.base import BACKENDS
-
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown encoder backend {self.backend!r}; known: "
-                              f"{', '.join(BACKENDS)}")
+        """LoRA tunes the PyTorch model; an unknown backend is ``load_encoder``'s error."""
         if self.lora is not None and self.backend != "torch":
             raise ConfigError(f"lora tunes the 'torch' encoder; backend {self.backend!r} "
                               "cannot be combined with lora")
