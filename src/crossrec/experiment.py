@@ -15,6 +15,7 @@ from crossrec.config import DataConfig, ExperimentConfig, SplitConfig, cache_dir
 from crossrec.data import split as splits
 from crossrec.data.dataset import FORMAT_VERSION, MultiDomainDataset
 from crossrec.errors import ConfigError, DataError
+from crossrec.models import build_model, model_label
 from crossrec.models.base import FitOptions, Recommender
 
 
@@ -95,30 +96,6 @@ def _base_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int) -> spl
 
 
 # ----------------------------------------------------------------------------- models
-def model_label(spec: dict[str, Any]) -> str:
-    """A short readable name: ``label`` if given, else name plus its non-default settings."""
-    if "label" in spec:
-        return str(spec["label"])
-    extra = ",".join(f"{k}={v}" for k, v in spec.items() if k not in ("name", "label"))
-    return f"{spec['name']}({extra})" if extra else spec["name"]
-
-
-def build_model(spec: dict[str, Any]) -> Recommender:
-    from pydantic import ValidationError
-
-    from crossrec.models import MODELS
-
-    params = {k: v for k, v in spec.items() if k not in ("name", "label")}
-    name = spec["name"]
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    try:
-        return MODELS[name](params)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
-        raise ConfigError(f"model {name!r}: {msgs}") from None
-
-
 @dataclass
 class RunResult:
     """One model trained with one seed, evaluated on valid and test."""

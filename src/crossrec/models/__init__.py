@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from crossrec.models.base import (
     BaselineConfig,
     FitOptions,
@@ -42,5 +44,31 @@ MODELS: dict[str, type[Recommender]] = {
     "distill": Distill,
 }
 
+
+def model_label(spec: dict[str, Any]) -> str:
+    """A short readable name: ``label`` if given, else name plus its non-default settings."""
+    if "label" in spec:
+        return str(spec["label"])
+    extra = ",".join(f"{k}={v}" for k, v in spec.items() if k not in ("name", "label"))
+    return f"{spec['name']}({extra})" if extra else spec["name"]
+
+
+def build_model(spec: dict[str, Any]) -> Recommender:
+    """An unfitted model from a config table (``name``, optional ``label``, its settings)."""
+    from pydantic import ValidationError
+
+    from crossrec.errors import ConfigError
+
+    params = {k: v for k, v in spec.items() if k not in ("name", "label")}
+    name = spec["name"]
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    try:
+        return MODELS[name](params)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
+        raise ConfigError(f"model {name!r}: {msgs}") from None
+
+
 __all__ = ["MODELS", "BaselineConfig", "FitOptions", "ModelConfig", "Query", "Recommender",
-           "Stage", "TorchRecommender"]
+           "Stage", "TorchRecommender", "build_model", "model_label"]

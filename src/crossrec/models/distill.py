@@ -212,7 +212,7 @@ class Distill(TorchRecommender):
         """Fit the teacher (unless given fitted), then the student on its scores."""
         teacher = self.teacher
         if teacher is None:
-            from crossrec.experiment import build_model
+            from crossrec.models import build_model
 
             teacher = build_model(self.config.teacher)
             sub = options.run_dir / "teacher" if options.run_dir is not None else None

@@ -119,7 +119,7 @@ def refit(old: Bundle, train: MultiDomainDataset, *, device: str = "cpu",
           validate: Callable[[Any], float] | None = None) -> tuple[Bundle, float]:
     """A new model fitted from scratch on ``train`` with ``old``'s model spec and seed;
     returns the bundle (config copied, not yet saved) and the fit seconds."""
-    from crossrec.experiment import build_model
+    from crossrec.models import build_model
     from crossrec.models.base import FitOptions
 
     model = build_model(dict(old.config["model"]))
