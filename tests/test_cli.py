@@ -188,3 +188,17 @@ def test_benchmark_only_some_models(tmp_path, prepared):
     assert models == {"pop", "bpr(train_on=all,epochs=1)"}
     r = invoke("benchmark", cfg, "--only", "nosuch", "--out", str(tmp_path / "rep2"))
     assert r.exit_code == 2 and "--only nosuch" in r.output and "pop" in r.output
+
+
+def test_evaluate_follows_the_next_item_protocol(tmp_path, prepared):
+    cfg = experiment(tmp_path, prepared, '[model]\nname = "pop"\n')
+    text = open(cfg).read().replace("[eval]", '[eval]\nprotocol = "next_item"\ncandidates = "all"')
+    open(cfg, "w").write(text)
+    out = tmp_path / "run"
+    r = invoke("train", cfg, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    trained = json.loads((out / "metrics.json").read_text())["test"]
+    assert trained["protocol"] == "next-item/all"
+    r = invoke("evaluate", str(out / "bundle"))
+    assert r.exit_code == 0, r.output
+    assert "next-item/all" in r.output

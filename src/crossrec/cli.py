@@ -310,32 +310,20 @@ def evaluate(
     address: Annotated[str | None, typer.Option(help="Ray cluster address for --workers "
                                                 "(default: a local one)")] = None,
 ) -> None:
-    """Re-evaluate a saved bundle on the split its config describes."""
+    """Re-evaluate a saved bundle on the split its config describes (its eval protocol:
+    ranking, sampled, next_item or rating error)."""
     from crossrec.bundle import Bundle
     from crossrec.config import ExperimentConfig
-    from crossrec.eval.ranking import evaluate as run_eval
-    from crossrec.eval.ranking import evaluate_ratings
     from crossrec.eval.report import format_table
-    from crossrec.experiment import load_dataset, make_split, rating_mode
+    from crossrec.eval.run import run
+    from crossrec.experiment import load_dataset, make_split
 
     try:
         b = Bundle.load(bundle)
         cfg = ExperimentConfig(**b.config["experiment"])
         split = make_split(load_dataset(cfg.data), cfg.split, int(b.config["seed"]))
-        kw = dict(part=part, ks=tuple(cfg.eval.ks), metrics=tuple(cfg.eval.metrics),
-                  batch_size=cfg.eval.batch_size, n_negatives=cfg.eval.n_negatives or None,
-                  seed=int(b.config["seed"]))
-        if rating_mode(cfg):  # MAE / RMSE of the predicted ratings
-            if workers:
-                raise CrossrecError("--workers splits ranking evaluation; this bundle is "
-                                    "evaluated on rating error (run without --workers)")
-            res = evaluate_ratings(b.model, split, part=part, batch_size=cfg.eval.batch_size)
-        elif workers:
-            from crossrec.eval.distributed import evaluate_distributed
-
-            res = evaluate_distributed(b.model, split, workers=workers, address=address, **kw)
-        else:
-            res = run_eval(b.model, split, **kw)
+        res = run(b.model, split, cfg.eval, part=part, seed=int(b.config["seed"]),
+                  workers=workers, address=address)
     except CrossrecError as e:
         _fail(e)
     rows = res.summary.assign(model=b.config["model"]["name"], mean=res.summary["value"],

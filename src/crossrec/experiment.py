@@ -15,6 +15,7 @@ from crossrec.config import DataConfig, ExperimentConfig, SplitConfig, cache_dir
 from crossrec.data import split as splits
 from crossrec.data.dataset import FORMAT_VERSION, MultiDomainDataset
 from crossrec.errors import ConfigError, DataError
+from crossrec.eval.run import RATING_METRICS, protocol
 from crossrec.models import build_model, model_label
 from crossrec.models.base import FitOptions, Recommender
 
@@ -110,27 +111,14 @@ class RunResult:
     config: dict = field(default_factory=dict)
 
 
-RATING_METRICS = ("mae", "rmse")
-"""Error metrics of predicted ratings (``evaluate_ratings``); lower is better."""
-
-
 def rating_mode(cfg: ExperimentConfig) -> bool:
     """True when ``eval.metrics`` are rating errors (MAE / RMSE) rather than ranking metrics.
 
     Raises:
         ConfigError: rating and ranking metrics mixed, or an early-stopping metric of the
-            other kind.
+            other kind (``crossrec.eval.run.protocol``).
     """
-    rating = [m for m in cfg.eval.metrics if m in RATING_METRICS]
-    if rating and len(rating) != len(cfg.eval.metrics):
-        raise ConfigError(f"eval.metrics {cfg.eval.metrics}: rating metrics (mae, rmse) "
-                          "cannot be mixed with ranking metrics in one benchmark")
-    stop = cfg.train.early_stopping.partition("@")[0]
-    if bool(rating) != (stop in RATING_METRICS):
-        want = "'rmse' or 'mae'" if rating else "a ranking metric such as 'ndcg@10'"
-        raise ConfigError(f"train.early_stopping={cfg.train.early_stopping!r} does not fit "
-                          f"eval.metrics {cfg.eval.metrics}; use {want}")
-    return bool(rating)
+    return protocol(cfg.eval, cfg.train.early_stopping) == "ratings"
 
 
 def headline_metric(cfg: ExperimentConfig) -> str:
@@ -152,32 +140,11 @@ def fit_options(cfg: ExperimentConfig, split: splits.Split, seed: int, *,
     Raises:
         ConfigError: an evaluation protocol that cannot be combined with the metrics.
     """
-    from crossrec.eval.next_item import evaluate_next_item
-    from crossrec.eval.ranking import evaluate, evaluate_ratings
+    from crossrec.eval.run import validation_hook
 
-    ratings = rating_mode(cfg)
-    metric, _, k = cfg.train.early_stopping.partition("@")
-    ev = cfg.eval
-    sampled = ev.n_negatives or None
-    next_item = ev.protocol == "next_item"
-    if next_item and (ratings or sampled):
-        raise ConfigError("eval.protocol='next_item' ranks every candidate: it cannot be "
-                          "combined with eval.n_negatives or rating metrics")
     device = device or cfg.train.device
-
-    def validate(m: Recommender) -> float:
-        if ratings:  # the trainer maximises: a negated error
-            return -evaluate_ratings(m, split, part="valid", batch_size=ev.batch_size
-                                     ).value(metric)
-        if next_item:
-            return evaluate_next_item(m, split, part="valid", candidates=ev.candidates,
-                                      ks=(int(k or 10),), metrics=(metric,),
-                                      batch_size=ev.batch_size).value(metric,
-                                                                      int(k) if k else None)
-        r = evaluate(m, split, part="valid", ks=(int(k or 10),), metrics=(metric,),
-                     batch_size=ev.batch_size, n_negatives=sampled, seed=seed, device=device)
-        return r.value(metric, int(k) if k else None)  # no @k: the full-list metric
-
+    validate = validation_hook(split, cfg.eval, cfg.train.early_stopping, seed=seed,
+                               device=device)
     return FitOptions(target=split.target, sources=tuple(cfg.split.source), seed=seed,
                       device=device, validate=validate, progress=progress, run_dir=run_dir,
                       resume=resume)
@@ -198,13 +165,8 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
     ``resume``: continue the training from ``run_dir``'s last end-of-epoch checkpoint (torch
     models; see ``Trainer``), or start afresh when there is none.
     """
-    from crossrec.eval.next_item import evaluate_next_item
-    from crossrec.eval.ranking import evaluate, evaluate_ratings
+    from crossrec.eval.run import run
 
-    ratings = rating_mode(cfg)
-    ev = cfg.eval
-    sampled = ev.n_negatives or None
-    next_item = ev.protocol == "next_item"
     options = fit_options(cfg, split, seed, run_dir=run_dir, progress=progress, resume=resume)
     if fitted is not None:
         model, seconds = fitted.model, fitted.fit_seconds
@@ -213,21 +175,13 @@ def fit_and_evaluate(cfg: ExperimentConfig, spec: dict[str, Any], split: splits.
         start = time.perf_counter()
         model.fit(split.train, options)
         seconds = time.perf_counter() - start
-    kw = dict(ks=tuple(ev.ks), metrics=tuple(ev.metrics), batch_size=ev.batch_size,
-              n_negatives=sampled, seed=seed, device=cfg.train.device)
 
     def run_eval(part: str) -> Any:
-        if ratings:
-            return evaluate_ratings(model, split, part=part, batch_size=ev.batch_size)
-        if next_item:
-            return evaluate_next_item(model, split, part=part, candidates=ev.candidates,
-                                      ks=tuple(ev.ks), metrics=tuple(ev.metrics),
-                                      batch_size=ev.batch_size)
-        return evaluate(model, split, part=part, **kw)
+        return run(model, split, cfg.eval, part=part, seed=seed, device=cfg.train.device)
 
     return RunResult(
         label=model_label(spec), seed=seed, model=model, split=split,
-        valid=run_eval("valid"), test=run_eval(ev.part),
+        valid=run_eval("valid"), test=run_eval(cfg.eval.part),
         fit_seconds=seconds,
         config={"experiment": cfg.model_dump(), "model": spec, "seed": seed,
                 "target": split.target, "sources": list(cfg.split.source),

@@ -182,22 +182,6 @@ class Evaluation:
         return self.values[part][self.headline]
 
 
-def _scorer(cfg: Any, seed: int) -> Callable[[Any, Split, str], Any]:
-    from crossrec.eval.ranking import evaluate, evaluate_ratings
-    from crossrec.experiment import rating_mode
-
-    if cfg.eval.protocol == "next_item":
-        raise ConfigError("crossrec update evaluates with the ranking protocol; "
-                          "eval.protocol='next_item' is not supported here")
-    if rating_mode(cfg):
-        return lambda m, s, part: evaluate_ratings(m, s, part=part,
-                                                   batch_size=cfg.eval.batch_size)
-    return lambda m, s, part: evaluate(m, s, part=part, ks=tuple(cfg.eval.ks),
-                                       metrics=tuple(cfg.eval.metrics),
-                                       batch_size=cfg.eval.batch_size,
-                                       n_negatives=cfg.eval.n_negatives or None, seed=seed)
-
-
 def _figures(result: Any, group: str) -> dict[str, float]:
     s = result.summary
     rows = s[s["group"] == (group if (s["group"] == group).any() else "all")]
@@ -217,19 +201,21 @@ def held_out_split(config: str | Path, seed: int) -> tuple[Any, Split]:
 def evaluate_versions(old: Bundle, new: Bundle, cfg: Any, split: Split,
                       name: str = "") -> Evaluation:
     """Both versions on the held-out users of ``split`` (each in its own id spaces)."""
-    from crossrec.experiment import headline_metric, rating_mode
+    from crossrec.eval.run import protocol, run
+    from crossrec.experiment import headline_metric
 
     if split.target != old.target:
         raise ConfigError(f"{name or cfg.name}: split target {split.target!r}, the bundle "
                           f"serves {old.target!r}")
-    score = _scorer(cfg, int(old.config.get("seed", 0)))
+    seed = int(old.config.get("seed", 0))
     ev = Evaluation(name or cfg.name, headline_metric(cfg), cfg.eval.report_group,
-                    not rating_mode(cfg))
+                    protocol(cfg.eval, cfg.train.early_stopping) != "ratings")
     held = {}
     for key, b in (("old", old), ("new", new)):
         held[key], ev.checks[key] = held_out_for(split, b.train)
     for part in ("valid", "test"):
-        figs = {key: _figures(score(b.model, held[key], part), ev.group)
+        figs = {key: _figures(run(b.model, held[key], cfg.eval, part=part, seed=seed),
+                              ev.group)
                 for key, b in (("old", old), ("new", new))}
         ev.values[part] = {m: (figs["old"][m], figs["new"][m]) for m in figs["old"]
                            if m in figs["new"]}
@@ -240,17 +226,10 @@ def evaluate_versions(old: Bundle, new: Bundle, cfg: Any, split: Split,
 def validation_hook(cfg: Any, split: Split, train: MultiDomainDataset, seed: int
                     ) -> Callable[[Any], float]:
     """Early-stopping score on the split's validation users (as in ``crossrec train``)."""
-    from crossrec.eval.ranking import evaluate, evaluate_ratings
-    from crossrec.experiment import rating_mode
+    from crossrec.eval.run import validation_hook as hook
 
     held, _ = held_out_for(split, train)
-    metric, _, k = cfg.train.early_stopping.partition("@")
-    if rating_mode(cfg):
-        return lambda m: -evaluate_ratings(m, held, part="valid").value(metric)
-    return lambda m: evaluate(m, held, part="valid", ks=(int(k or 10),), metrics=(metric,),
-                              batch_size=cfg.eval.batch_size,
-                              n_negatives=cfg.eval.n_negatives or None,
-                              seed=seed).value(metric, int(k) if k else None)
+    return hook(held, cfg.eval, cfg.train.early_stopping, seed=seed)
 
 
 @dataclass
