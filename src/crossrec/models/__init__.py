@@ -22,8 +22,10 @@ from crossrec.models.cross.emcdr import EMCDR
 from crossrec.models.cross.hybrid import Hybrid
 from crossrec.models.cross.ptupcdr import PTUPCDR
 from crossrec.models.cross.shared_bottom import SharedBottom
+from crossrec.models.cross.text2cf import Text2CF
 from crossrec.models.cross.text_transfer import TextTransfer
 from crossrec.models.distill import Distill
+from crossrec.models.ranker import Ranker
 
 MODELS: dict[str, type[Recommender]] = {
     "pop": Pop,
@@ -42,6 +44,8 @@ MODELS: dict[str, type[Recommender]] = {
     "conet": CoNet,
     "text_transfer": TextTransfer,
     "distill": Distill,
+    "text2cf": Text2CF,
+    "ranker": Ranker,
 }
 
 

@@ -1,0 +1,111 @@
+"""Candidate sources: several fitted models each nominate their top items; the union is ranked.
+
+A source is any registered model (``{"name": "ease", "train_on": "all", "n": 200}``); ``n`` is
+how many unseen items of the ranked domain it nominates per user. Every source also scores
+every candidate nominated by the others, so each (user, item) row has all sources' scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from crossrec.data.dataset import MultiDomainDataset
+    from crossrec.models.base import FitOptions, Query, Recommender
+
+
+def source_label(spec: dict[str, Any]) -> str:
+    """A source's name in feature names and reports: its ``label``, else the model label."""
+    from crossrec.models import model_label
+
+    return model_label({k: v for k, v in spec.items() if k != "n"})
+
+
+def build_source(spec: dict[str, Any]) -> Recommender:
+    """An unfitted model from a source spec (``n`` removed)."""
+    from crossrec.models import build_model
+
+    return build_model({k: v for k, v in spec.items() if k != "n"})
+
+
+def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options: FitOptions,
+                log: Any = None) -> list[Recommender]:
+    """Fit every source on ``train`` (no validation hook: sources see no valid users)."""
+    import time
+    from dataclasses import replace
+
+    opts = replace(options, validate=None, run_dir=None, resume=False)
+    models = []
+    for spec in specs:
+        start = time.perf_counter()
+        models.append(build_source(spec).fit(train, opts))
+        if log is not None:
+            log(f"ranker: source {source_label(spec)} fitted on {len(train.interactions):,} "
+                f"rows in {time.perf_counter() - start:.1f}s")
+    return models
+
+
+@dataclass
+class Candidates:
+    """The union of the sources' nominations for a batch of users in one domain.
+
+    Attributes:
+        rows: ``int64 [P]`` batch row of each (user, candidate) pair, sorted.
+        items: ``int64 [P]`` local item index (in the domain) of each pair.
+        scores: ``float32 [S, P]`` every source's score of each pair.
+        zscores: ``float32 [S, P]`` the score standardised over the user's unseen items.
+        ranks: ``float32 [S, P]`` 1-based rank in the source's nomination list, NaN outside.
+        fallback: ``float32 [B, n]`` the first source's z-scores (seen items -inf): the order
+            of the items outside the union.
+    """
+
+    rows: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    zscores: np.ndarray
+    ranks: np.ndarray
+    fallback: torch.Tensor
+
+
+def nominate(models: list[Recommender], sizes: list[int], query: Query, domain: str,
+             seen: torch.Tensor) -> Candidates:
+    """Score with every source, take each one's top ``sizes[s]`` unseen items, join them.
+
+    Args:
+        models: fitted sources.
+        sizes: nominations per source.
+        query: the users (``[B]``) and optional history.
+        domain: the ranked domain.
+        seen: ``bool [B, n]`` items the user already has in ``domain`` (never nominated).
+    """
+    b, n = seen.shape
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    all_scores, all_z, all_rank = [], [], []
+    fallback = None
+    for model, size in zip(models, sizes, strict=True):
+        s = model.score(query, domain).detach().to("cpu", torch.float32)
+        s = s.masked_fill(seen, float("nan"))
+        mean = torch.nanmean(s, dim=1, keepdim=True)
+        std = torch.sqrt(torch.nanmean((s - mean) ** 2, dim=1, keepdim=True)).clamp_min(1e-8)
+        z = ((s - mean) / std).nan_to_num(nan=-1e9)
+        k = min(size, n)
+        # stable: ties go to the lower item index, whatever the batch
+        top = torch.sort(z, dim=1, descending=True, stable=True).indices[:, :k]
+        rank = torch.full((b, n), float("nan"))
+        rank.scatter_(1, top, torch.arange(1, k + 1, dtype=torch.float32).expand(b, k))
+        rank = rank.masked_fill(seen, float("nan"))
+        mask.scatter_(1, top, True)
+        all_scores.append(s)
+        all_z.append(z)
+        all_rank.append(rank)
+        if fallback is None:
+            fallback = z.masked_fill(seen, float("-inf"))
+    mask &= ~seen
+    rows, items = torch.nonzero(mask, as_tuple=True)
+    stack = lambda xs: torch.stack([x[rows, items] for x in xs]).numpy()  # noqa: E731
+    return Candidates(rows.numpy().astype(np.int64), items.numpy().astype(np.int64),
+                      stack(all_scores), stack(all_z), stack(all_rank), fallback)

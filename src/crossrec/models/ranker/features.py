@@ -1,0 +1,253 @@
+"""Features of (user, candidate) pairs, in named groups an ablation can switch off.
+
+Groups (``RankerConfig.features``):
+
+- ``sources``: per candidate source, its score, its score standardised over the user's unseen
+  items, and the candidate's rank in its nominations (NaN when it did not nominate it).
+- ``popularity``: log training count, log count in the most recent 10 % of the domain's
+  timestamps, popularity percentile in the domain.
+- ``history``: the user's history length in each domain, in total, and the ranked domain's index.
+- ``text``: cosine of the candidate's text vector to the user's history in each domain (max,
+  mean, recency-weighted mean), to the most recent item, to the user's all-domain text profile;
+  the item's text-neighbourhood density (mean cosine of its 10 nearest same-domain items).
+- ``text_map``: a *learned* cross-domain text score: a ridge map, fitted on training users with
+  history in the ranked domain and another one, from the text profile of a user's history
+  outside the domain to the profile of their history inside it; the cosine of the mapped
+  profile to the candidate.
+- ``text2cf``: the candidate's text mapped into collaborative (PureSVD) space
+  (``crossrec.models.cross.text2cf``) dotted with the user's folded-in factor, and the plain
+  PureSVD score (0 for an item without interactions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from crossrec.data.sequence import PAD
+from crossrec.models.cross.text2cf import apply_ridge, cf_item_factors, ridge
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from crossrec.data.dataset import MultiDomainDataset
+    from crossrec.models.ranker.candidates import Candidates
+
+GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf")
+TEXT_GROUPS = ("text", "text_map", "text2cf")
+
+
+def _profiles(vectors: np.ndarray, hist: np.ndarray, keep: np.ndarray, decay: float
+              ) -> np.ndarray:
+    """``[B, dim]`` L2-normalised recency-weighted means of ``vectors[hist]`` where ``keep``
+    (``hist``: ``[B, L]`` left-padded, newest last); zero rows where nothing is kept."""
+    b, length = hist.shape
+    age = np.cumsum(keep[:, ::-1], axis=1)[:, ::-1] - 1  # 0 = newest kept item
+    w = np.where(keep, decay ** np.maximum(age, 0), 0.0).astype(np.float32)
+    v = vectors[np.where(keep, hist, 0)]
+    out = np.einsum("bl,bld->bd", w, v)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.where(norm > 0, out / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
+
+
+def neighbourhood_density(vectors: np.ndarray, k: int = 10, block: int = 2048) -> np.ndarray:
+    """``float32 [n]`` mean cosine of each row to its ``k`` nearest other rows."""
+    v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    n = len(v)
+    k = min(k, n - 1)
+    out = np.zeros(n, dtype=np.float32)
+    if k <= 0:
+        return out
+    for start in range(0, n, block):
+        sims = v[start:start + block] @ v.T
+        idx = torch.arange(start, min(n, start + block))
+        sims[idx - start, idx] = -2.0
+        out[start:start + len(idx)] = torch.topk(sims, k, dim=1).values.mean(1).numpy()
+    return out
+
+
+@dataclass
+class FeatureState:
+    """What the feature builder learned at fit (all of it goes into the ranker's state)."""
+
+    vectors: np.ndarray | None = None  # [n_items, dim] L2-normalised text vectors
+    density: np.ndarray | None = None  # [n_items]
+    text_maps: dict[str, np.ndarray] = field(default_factory=dict)  # domain -> [dim + 1, dim]
+    cf: np.ndarray | None = None  # [n_items, k] PureSVD item factors
+    cf_map: np.ndarray | None = None  # [dim + 1, k] text -> factor ridge
+
+
+class FeatureBuilder:
+    """Computes the feature matrix of candidate pairs from fitted state and training data."""
+
+    def __init__(self, groups: tuple[str, ...], source_names: list[str], decay: float = 0.8,
+                 max_history: int = 50) -> None:
+        self.groups = groups
+        self.source_names = source_names
+        self.decay = decay
+        self.max_history = max_history
+        self.state = FeatureState()
+
+    # --------------------------------------------------------------- fitting
+    @property
+    def uses_text(self) -> bool:
+        return any(g in self.groups for g in TEXT_GROUPS)
+
+    def fit(self, train: MultiDomainDataset, vectors: np.ndarray | None, *, l2: float = 10.0,
+            factors: int = 64, seed: int = 0) -> None:
+        """Learn the text maps, densities and CF factors on ``train`` (training rows only)."""
+        st = FeatureState(vectors=vectors)
+        if "text" in self.groups:
+            st.density = np.zeros(train.n_items, dtype=np.float32)
+            for d in train.domains:
+                s = train.domain_items(d)
+                st.density[s] = neighbourhood_density(vectors[s])
+        if "text_map" in self.groups:
+            from crossrec.data.sequence import user_sequences
+
+            users = np.arange(train.n_users)
+            hist = user_sequences(train).padded(users, self.max_history)
+            dom = np.where(hist >= 0, train.item_domain[np.maximum(hist, 0)], -1)
+            for di, d in enumerate(train.domains):
+                inside = _profiles(vectors, hist, dom == di, self.decay)
+                outside = _profiles(vectors, hist, (dom >= 0) & (dom != di), self.decay)
+                both = (np.abs(inside).sum(1) > 0) & (np.abs(outside).sum(1) > 0)
+                if both.sum() >= 10:
+                    st.text_maps[d] = ridge(outside[both], inside[both], l2)
+        if "text2cf" in self.groups:
+            st.cf = cf_item_factors(train, factors, seed)
+            warm = np.abs(st.cf).sum(1) > 0
+            st.cf_map = ridge(vectors[warm], st.cf[warm], l2)
+        self.state = st
+
+    # --------------------------------------------------------------- names
+    def names(self, train: MultiDomainDataset) -> list[str]:
+        """Feature names in column order."""
+        out: list[str] = []
+        if "sources" in self.groups:
+            for s in self.source_names:
+                out += [f"{s}:score", f"{s}:z", f"{s}:rank"]
+        if "popularity" in self.groups:
+            out += ["pop:log", "pop:recent", "pop:percentile"]
+        if "history" in self.groups:
+            out += [f"history:{d}" for d in train.domains] + ["history:total", "domain"]
+        if "text" in self.groups:
+            for d in train.domains:
+                out += [f"text:{d}:max", f"text:{d}:mean", f"text:{d}:recent"]
+            out += ["text:last", "text:profile", "text:density"]
+        if "text_map" in self.groups:
+            out += ["text_map"]
+        if "text2cf" in self.groups:
+            out += ["text2cf:mapped", "text2cf:svd"]
+        return out
+
+    # --------------------------------------------------------------- features
+    def popularity(self, train: MultiDomainDataset) -> np.ndarray:
+        """``float32 [n_items, 3]`` log count, log recent count, percentile in domain."""
+        key = ("ranker_popularity",)
+        if key in train._cache:
+            return train._cache[key]
+        inter = train.interactions
+        items = inter["item"].to_numpy(np.int64)
+        counts = np.bincount(items, minlength=train.n_items).astype(np.float64)
+        recent = np.zeros(train.n_items)
+        pct = np.zeros(train.n_items)
+        ts = inter["timestamp"].to_numpy()
+        dom = inter["domain"].to_numpy()
+        for di, d in enumerate(train.domains):
+            s = train.domain_items(d)
+            in_d = dom == di
+            if in_d.any():
+                cut = np.quantile(ts[in_d], 0.9)
+                recent += np.bincount(items[in_d & (ts >= cut)], minlength=train.n_items)
+            c = counts[s]
+            if len(c):
+                pct[s] = (np.argsort(np.argsort(c, kind="stable"), kind="stable") + 1) / len(c)
+        out = np.stack([np.log1p(counts), np.log1p(recent), pct], 1).astype(np.float32)
+        train._cache[key] = out
+        return out
+
+    def build(self, train: MultiDomainDataset, domain: str, cands: Candidates,
+              hist: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """``float32 [P, F]`` features of the candidate pairs.
+
+        Args:
+            train: the training data the candidate models were fitted on.
+            domain: the ranked domain.
+            cands: the pairs (``rows`` sorted) and the sources' signals.
+            hist: ``int64 [B, L]`` most recent global items per user, left-padded with -1.
+            history: ``[B, n_items]`` binary history over every item.
+        """
+        s = train.domain_items(domain)
+        di = train.info.domain_index(domain)
+        gitems = cands.items + s.start
+        rows = cands.rows
+        cols: list[np.ndarray] = []
+        if "sources" in self.groups:
+            for j in range(len(self.source_names)):
+                cols += [cands.scores[j], cands.zscores[j], cands.ranks[j]]
+        if "popularity" in self.groups:
+            cols += list(self.popularity(train)[gitems].T)
+        if "history" in self.groups:
+            per_dom = np.stack([np.asarray(history[:, train.domain_items(d)].sum(1)).ravel()
+                                for d in train.domains], 1).astype(np.float32)
+            cols += list(per_dom[rows].T) + [per_dom.sum(1)[rows],
+                                             np.full(len(rows), di, np.float32)]
+        if self.uses_text:
+            cols += self._text(train, di, gitems, rows, hist, history)
+        if not cols:
+            return np.zeros((len(rows), 0), dtype=np.float32)
+        return np.stack(cols, 1).astype(np.float32)
+
+    def _text(self, train: MultiDomainDataset, di: int, gitems: np.ndarray, rows: np.ndarray,
+              hist: np.ndarray, history: sp.csr_matrix) -> list[np.ndarray]:
+        st = self.state
+        v = st.vectors
+        cand = v[gitems]  # [P, dim]
+        valid = hist != PAD
+        dom = np.where(valid, train.item_domain[np.maximum(hist, 0)], -1)
+        out: list[np.ndarray] = []
+        if "text" in self.groups:
+            nd = len(train.domains)
+            feats = np.full((len(rows), 3 * nd + 2), np.nan, dtype=np.float32)
+            profile = _profiles(v, hist, valid, self.decay)
+            starts = np.searchsorted(rows, np.arange(hist.shape[0] + 1))
+            for r in range(hist.shape[0]):
+                a, b = starts[r], starts[r + 1]
+                if a == b or not valid[r].any():
+                    continue
+                h = hist[r][valid[r]]
+                hd = dom[r][valid[r]]
+                sims = cand[a:b] @ v[h].T  # [C, L_r], oldest first
+                for d in range(nd):
+                    m = hd == d
+                    if not m.any():
+                        continue
+                    sd = sims[:, m]
+                    w = self.decay ** np.arange(m.sum())[::-1]
+                    feats[a:b, 3 * d] = sd.max(1)
+                    feats[a:b, 3 * d + 1] = sd.mean(1)
+                    feats[a:b, 3 * d + 2] = sd @ (w / w.sum())
+                feats[a:b, 3 * nd] = sims[:, -1]
+                feats[a:b, 3 * nd + 1] = cand[a:b] @ profile[r]
+            out += list(feats.T) + [st.density[gitems]]
+        if "text_map" in self.groups:
+            col = np.full(len(rows), np.nan, dtype=np.float32)
+            w = st.text_maps.get(train.domains[di])
+            if w is not None:
+                outside = _profiles(v, hist, valid & (dom != di), self.decay)
+                has = np.abs(outside).sum(1) > 0
+                mapped = apply_ridge(outside, w)
+                mapped /= np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)
+                ok = has[rows]
+                col[ok] = np.einsum("pd,pd->p", mapped[rows[ok]], cand[ok])
+            out.append(col)
+        if "text2cf" in self.groups:
+            user = np.asarray(history @ st.cf, dtype=np.float32)  # [B, k]
+            mapped = apply_ridge(cand, st.cf_map)
+            out += [np.einsum("pk,pk->p", user[rows], mapped),
+                    np.einsum("pk,pk->p", user[rows], st.cf[gitems])]
+        return out

@@ -1,0 +1,381 @@
+"""``ranker``: a learned two-stage recommender — candidate sources, then LightGBM lambdarank.
+
+Stage 1: every candidate source (any registered model) scores the ranked domain and nominates
+its top ``n`` unseen items; the union is the candidate set (``candidates.py``). Stage 2: each
+(user, candidate) pair gets named feature groups (``features.py``: the sources' scores and
+ranks, popularity, history lengths, text similarities, a learned cross-domain text map,
+text→CF) and a LightGBM ``lambdarank`` model orders them; items outside the union keep the
+first source's order below every candidate.
+
+Training never sees valid/test truth: the ranker's labels come from episodes carved out of the
+training split (``episodes.py``); the sources are fitted on the episode training rows to make
+the ranker's training features, then refitted on the whole training split for scoring.
+LightGBM stops early on a held-out share of the episode users.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Self
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from crossrec.data.dataset import MultiDomainDataset
+from crossrec.models.base import FitOptions, Query, Recommender
+from crossrec.models.ranker.candidates import (
+    Candidates,
+    fit_sources,
+    nominate,
+    source_label,
+)
+from crossrec.models.ranker.episodes import EpisodeKind, Episodes, make_episodes
+from crossrec.models.ranker.features import GROUPS, FeatureBuilder
+from crossrec.models.text import TextConfig
+
+DEFAULT_SOURCES = ({"name": "ease", "train_on": "all", "label": "ease(all)"},
+                   {"name": "itemknn", "train_on": "all", "label": "itemknn(all)"},
+                   {"name": "pop"})
+
+
+class RankerConfig(TextConfig):
+    """Two-stage ranker settings.
+
+    Attributes:
+        candidates: source model tables (``name``, optional ``label``, ``n`` = nominations per
+            user, the model's own settings).
+        n_candidates: default ``n`` of a source.
+        features: feature groups used (``features.GROUPS``); drop one for an ablation.
+        episodes: how training labels are carved from the training split: ``cold_users``
+            (cold-start / few-shot users), ``last_item`` (next-item), ``cold_items``.
+        episode_ratio: share of eligible users (items) hidden per episode draw.
+        max_episode_users: cap on labelled users.
+        n_shots: ``cold_users``: target rows an episode user keeps (few-shot protocols).
+        negatives: at most this many unlabelled candidates per user in LightGBM's training
+            groups (seeded sample; every labelled candidate is kept).
+        early_stopping_share: share of episode users held out for LightGBM's early stopping.
+        n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
+            LightGBM settings.
+        threads: LightGBM threads; 0 = the CPUs this process may use.
+        decay: recency weight of history text profiles.
+        max_history: most recent history items used by the text features.
+        l2: ridge penalty of the text maps.
+        factors: PureSVD rank of the ``text2cf`` features.
+    """
+
+    candidates: list[dict[str, Any]] = Field(
+        default_factory=lambda: [dict(s) for s in DEFAULT_SOURCES])
+    n_candidates: int = Field(200, ge=1)
+    features: tuple[str, ...] = GROUPS
+    episodes: EpisodeKind = "cold_users"
+    episode_ratio: float = Field(0.3, gt=0.0, le=1.0)
+    max_episode_users: int = Field(3000, ge=10)
+    n_shots: int = Field(0, ge=0)
+    negatives: int = Field(300, ge=1)
+    early_stopping_share: float = Field(0.2, gt=0.0, lt=1.0)
+    n_estimators: int = Field(400, ge=1)
+    learning_rate: float = Field(0.05, gt=0.0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(20, ge=1)
+    early_stopping_rounds: int = Field(40, ge=1)
+    threads: int = Field(0, ge=0)
+    decay: float = Field(0.8, gt=0.0, le=1.0)
+    max_history: int = Field(50, ge=1)
+    l2: float = Field(10.0, gt=0.0)
+    factors: int = Field(64, ge=1)
+
+    @field_validator("candidates")
+    @classmethod
+    def _check_sources(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from pydantic import ValidationError
+
+        from crossrec.models import MODELS
+
+        if not specs:
+            raise ValueError("give at least one candidate source")
+        labels = set()
+        for i, spec in enumerate(specs):
+            name = spec.get("name")
+            if not isinstance(name, str) or name not in MODELS or name == "ranker":
+                known = ", ".join(sorted(k for k in MODELS if k != "ranker"))
+                raise ValueError(f"candidates[{i}] needs a 'name' among: {known} "
+                                 f"(got {name!r})")
+            n = spec.get("n", 1)
+            if not isinstance(n, int) or n < 1:
+                raise ValueError(f"candidates[{i}].n must be a positive integer, got {n!r}")
+            try:
+                MODELS[name].Config(**{k: v for k, v in spec.items()
+                                       if k not in ("name", "label", "n")})
+            except ValidationError as e:
+                msgs = "; ".join(f"{'.'.join(map(str, er['loc']))}: {er['msg']}"
+                                 for er in e.errors())
+                raise ValueError(f"candidates[{i}] ({name}): {msgs}") from None
+            label = source_label(spec)
+            if label in labels:
+                raise ValueError(f"candidates[{i}]: two sources are labelled {label!r}; give "
+                                 "each a distinct 'label'")
+            labels.add(label)
+        return specs
+
+    @field_validator("features")
+    @classmethod
+    def _check_groups(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [g for g in groups if g not in GROUPS]
+        if bad:
+            raise ValueError(f"unknown feature groups {bad}; known: {', '.join(GROUPS)}")
+        return tuple(dict.fromkeys(groups))
+
+
+def _threads(n: int) -> int:
+    if n:
+        return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Ranker(Recommender):
+    """Candidate sources + LightGBM lambdarank over named feature groups.
+
+    State: each source's state under ``source{j}.``, the LightGBM model text (``booster``,
+    ``uint8``), the feature state (``text.vectors`` float32 with float16 values,
+    ``text.density``, ``text_map.<domain>``, ``cf``, ``cf_map``).
+    """
+
+    Config = RankerConfig
+    name = "ranker"
+    deterministic = True
+    config: RankerConfig
+
+    def __init__(self, config: RankerConfig | dict | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        self.source_names = [source_label(s) for s in c.candidates]
+        self.sizes = [int(s.get("n", c.n_candidates)) for s in c.candidates]
+        self.features = FeatureBuilder(c.features, self.source_names, c.decay, c.max_history)
+        self.sources: list[Recommender] = []
+        self.booster: Any = None
+        self.report: dict[str, Any] = {}
+
+    # --------------------------------------------------------------- fit
+    def _log(self, msg: str) -> None:
+        if self.options is not None and self.options.progress:
+            print(msg, flush=True)
+
+    def _vectors(self, train: MultiDomainDataset, options: FitOptions) -> np.ndarray | None:
+        if not self.features.uses_text:
+            return None
+        v = self.config.item_vectors(train, progress=options.progress, target=options.target)
+        return v.astype(np.float16).astype(np.float32)  # the stored values, exactly
+
+    def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
+        c = self.config
+        self.train_data, self.options = train, options
+        start = time.perf_counter()
+        ep = make_episodes(train, c.episodes, options.target, ratio=c.episode_ratio,
+                           max_users=c.max_episode_users, n_shots=c.n_shots, seed=options.seed)
+        self._log(f"ranker: {c.episodes} episodes: {len(ep.labels):,} hidden rows of "
+                  f"{ep.labels['user'].nunique():,} users")
+        self.sources = fit_sources(c.candidates, ep.train, options, self._log)
+        self.features.fit(ep.train, self._vectors(ep.train, options), l2=c.l2,
+                          factors=c.factors, seed=options.seed)
+        x, y, groups, users = self._episode_rows(ep, options.seed)
+        self._train_booster(x, y, groups, users, options.seed)
+        self.report["episode_seconds"] = time.perf_counter() - start
+        # the sources and feature maps that score: refitted on the whole training split
+        self.sources = fit_sources(c.candidates, train, options, self._log)
+        self.features.fit(train, self._vectors(train, options), l2=c.l2, factors=c.factors,
+                          seed=options.seed)
+        self.report["fit_seconds"] = time.perf_counter() - start
+        self._log(f"ranker: fitted in {self.report['fit_seconds']:.1f}s; episode candidate "
+                  f"recall {self.report['candidate_recall']:.3f}, "
+                  f"{self.report['trees']} trees")
+        return self
+
+    def _episode_rows(self, ep: Episodes, seed: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Feature rows, 0/1 labels, group sizes and group users of every episode user."""
+        rng = np.random.default_rng(seed)
+        train = ep.train
+        xs, ys, sizes, owners = [], [], [], []
+        hit = total = 0
+        for di, domain in enumerate(train.domains):
+            users = ep.users(di)
+            if len(users) == 0:
+                continue
+            lab = ep.labels[ep.labels["domain"].to_numpy() == di]
+            start = train.domain_items(domain).start
+            keys = set(zip(lab["user"].to_numpy().tolist(),
+                           (lab["item"].to_numpy() - start).tolist(), strict=True))
+            total += len(keys)
+            for a in range(0, len(users), 256):
+                batch = users[a:a + 256]
+                cands, x = self._candidates(train, Query(torch.from_numpy(batch.astype(
+                    np.int64))), domain)
+                y = np.fromiter(((int(batch[r]), int(i)) in keys
+                                 for r, i in zip(cands.rows, cands.items, strict=True)),
+                                dtype=bool, count=len(cands.rows))
+                hit += int(y.sum())
+                starts = np.searchsorted(cands.rows, np.arange(len(batch) + 1))
+                for r in range(len(batch)):
+                    lo, hi = starts[r], starts[r + 1]
+                    pos = np.flatnonzero(y[lo:hi])
+                    if len(pos) == 0:
+                        continue  # nothing to learn from a user whose items were not nominated
+                    neg = np.flatnonzero(~y[lo:hi])
+                    if len(neg) > self.config.negatives:
+                        neg = np.sort(rng.choice(neg, self.config.negatives, replace=False))
+                    keep = lo + np.concatenate([pos, neg])
+                    xs.append(x[keep])
+                    ys.append(y[keep].astype(np.float32))
+                    sizes.append(len(keep))
+                    owners.append(int(batch[r]))
+        if not xs:
+            from crossrec.errors import DataError
+
+            raise DataError("ranker: no episode user has a hidden item among the candidates; "
+                            "raise the sources' n or use other sources")
+        self.report["candidate_recall"] = hit / max(total, 1)
+        self.report["episode_users"] = len(sizes)
+        return np.concatenate(xs), np.concatenate(ys), np.array(sizes), np.array(owners)
+
+    def _train_booster(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray,
+                       owners: np.ndarray, seed: int) -> None:
+        import lightgbm as lgb
+
+        c = self.config
+        rng = np.random.default_rng(seed + 1)
+        held = rng.random(len(sizes)) < c.early_stopping_share
+        if held.all() or not held.any():
+            held[:] = False
+            held[0] = len(sizes) > 1
+        row_held = np.repeat(held, sizes)
+        params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
+                  "learning_rate": c.learning_rate, "num_leaves": c.num_leaves,
+                  "min_child_samples": c.min_child_samples, "num_threads": _threads(c.threads),
+                  "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
+                  "feature_pre_filter": False}
+        dtrain = lgb.Dataset(x[~row_held], y[~row_held], group=sizes[~held],
+                             free_raw_data=True)  # names: self.features.names (JSON-unsafe)
+        sets, callbacks = [], []
+        if held.any():
+            dvalid = lgb.Dataset(x[row_held], y[row_held], group=sizes[held], reference=dtrain)
+            sets = [dvalid]
+            callbacks = [lgb.early_stopping(c.early_stopping_rounds, verbose=False)]
+        booster = lgb.train(params, dtrain, num_boost_round=c.n_estimators, valid_sets=sets,
+                            callbacks=callbacks)
+        self.booster = booster
+        self.report["trees"] = booster.best_iteration or booster.current_iteration()
+        if held.any():
+            self.report["episode_valid_ndcg@10"] = float(
+                booster.best_score["valid_0"]["ndcg@10"])
+
+    # --------------------------------------------------------------- scoring
+    def _candidates(self, train: MultiDomainDataset, query: Query, domain: str
+                    ) -> tuple[Candidates, np.ndarray]:
+        from crossrec.models.baselines.text_zero_shot import query_histories
+
+        s = train.domain_items(domain)
+        history = self._history(train, query)
+        seen = torch.from_numpy(history[:, s].toarray() > 0)
+        cands = nominate(self.sources, self.sizes, query, domain, seen)
+        hist = query_histories(train, query, self.config.max_history)
+        return cands, self.features.build(train, domain, cands, hist, history)
+
+    def _history(self, train: MultiDomainDataset, query: Query):  # noqa: ANN202
+        saved = self.train_data
+        self.train_data = train
+        try:
+            return self.history_matrix(query)
+        finally:
+            self.train_data = saved
+
+    def score(self, query: Query, domain: str) -> torch.Tensor:
+        train = self._check_fitted()
+        if self.booster is None:
+            raise RuntimeError("Ranker is not fitted; call fit() first")
+        cands, x = self._candidates(train, query, domain)
+        pred = self.booster.predict(x, num_threads=_threads(self.config.threads)) if len(x) \
+            else np.zeros(0)
+        b = len(query.users)
+        lowest = np.full(b, np.inf)
+        np.minimum.at(lowest, cands.rows, pred)
+        floor = np.where(np.isfinite(lowest), lowest - 2.0, 0.0)  # below the row's candidates
+        out = torch.sigmoid(cands.fallback) + torch.from_numpy(floor).float()[:, None]
+        out[torch.from_numpy(cands.rows), torch.from_numpy(cands.items)] = torch.from_numpy(
+            pred.astype(np.float32))
+        return out.float()
+
+    def explain(self, query: Query, domain: str, items: np.ndarray, top: int = 3
+                ) -> list[list[tuple[str, float]]]:
+        """The ``top`` features that raised each item's ranker score most (LightGBM SHAP
+        contributions), for query row ``r`` and local item ``items[r]``; empty for an item
+        outside the candidate union."""
+        train = self._check_fitted()
+        cands, x = self._candidates(train, query, domain)
+        names = self.features.names(train)
+        out: list[list[tuple[str, float]]] = []
+        for r, item in enumerate(np.asarray(items).reshape(-1)):
+            hit = np.flatnonzero((cands.rows == r) & (cands.items == item))
+            if len(hit) == 0:
+                out.append([])
+                continue
+            contrib = self.booster.predict(x[hit[:1]], pred_contrib=True)[0][:-1]
+            order = np.argsort(-contrib, kind="stable")[:top]
+            out.append([(names[j], float(contrib[j])) for j in order if contrib[j] > 0])
+        return out
+
+    def importance(self) -> dict[str, float]:
+        """LightGBM gain importance per feature, normalised to sum 1."""
+        gain = self.booster.feature_importance("gain")
+        total = float(gain.sum()) or 1.0
+        names = self.features.names(self._check_fitted())
+        return {n: float(g) / total for n, g in zip(names, gain, strict=True)}
+
+    # --------------------------------------------------------------- state
+    def state(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for j, model in enumerate(self.sources):
+            out.update({f"source{j}.{k}": v for k, v in model.state().items()})
+        text = self.booster.model_to_string()
+        out["booster"] = np.frombuffer(text.encode(), dtype=np.uint8).copy()
+        st = self.features.state
+        if st.vectors is not None:
+            out["text.vectors"] = st.vectors.astype(np.float16)
+        if st.density is not None:
+            out["text.density"] = st.density
+        for d, w in st.text_maps.items():
+            out[f"text_map.{d}"] = w
+        if st.cf is not None:
+            out["cf"], out["cf_map"] = st.cf, st.cf_map
+        return out
+
+    def restore(self, train: MultiDomainDataset, options: FitOptions,
+                state: dict[str, np.ndarray]) -> Self:
+        import lightgbm as lgb
+
+        from crossrec.models.ranker.candidates import build_source
+        from crossrec.models.ranker.features import FeatureState
+
+        self.train_data, self.options = train, options
+        self.sources = []
+        for j, spec in enumerate(self.config.candidates):
+            prefix = f"source{j}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            self.sources.append(build_source(spec).restore(train, options, sub))
+        self.booster = lgb.Booster(model_str=bytes(np.asarray(state["booster"])).decode())
+        st = FeatureState()
+        if "text.vectors" in state:
+            st.vectors = np.asarray(state["text.vectors"]).astype(np.float32)
+        if "text.density" in state:
+            st.density = np.asarray(state["text.density"])
+        st.text_maps = {k[len("text_map."):]: np.asarray(v) for k, v in state.items()
+                        if k.startswith("text_map.")}
+        if "cf" in state:
+            st.cf, st.cf_map = np.asarray(state["cf"]), np.asarray(state["cf_map"])
+        self.features.state = st
+        return self
+
