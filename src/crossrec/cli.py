@@ -86,14 +86,24 @@ def prepare(
     memory_limit: Annotated[str | None, typer.Option(help="duckdb: memory limit, e.g. 2GB "
                                                      "(beyond it, spill to disk)")] = None,
     temp_dir: Annotated[Path | None, typer.Option(help="duckdb: where to spill")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is "
+                                            "not a dataset directory (a file, other files)")
+                         ] = False,
 ) -> None:
-    """Read raw files, clean (dedupe, k-core), index and save a dataset directory."""
+    """Read raw files, clean (dedupe, k-core), index and save a dataset directory.
+
+    OUT must be new, empty or an earlier dataset (replaced atomically), unless --overwrite.
+    """
+    from crossrec.atomic import check_output_dir
     from crossrec.data import sources
+    from crossrec.data.dataset import is_dataset_dir
     from crossrec.experiment import resolve_data_path
 
     try:
         if engine not in ("auto", "memory", "duckdb"):
             raise CrossrecError(f"--engine {engine!r}: expected auto, memory or duckdb")
+        check_output_dir(out, is_own=is_dataset_dir, overwrite=overwrite,
+                         what="crossrec dataset directory")
         from crossrec.data.large.inputs import is_pattern
 
         src = Path(path) if is_pattern(path) else resolve_data_path(path)
@@ -214,7 +224,11 @@ def encode(
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment TOML file")],
-    out: Annotated[Path, typer.Option(help="Run directory (bundle + logs)")] = Path("runs/train"),
+    out: Annotated[Path | None, typer.Option(help="Run directory (bundle + logs); must be new "
+                                             "or empty (default: a new runs/train-<config "
+                                             "name>-<UTC time>)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete what is in OUT "
+                                            "(e.g. an earlier run) and train there")] = False,
     seed: Annotated[int, typer.Option(help="Seed (overrides train.seeds)")] = 0,
     model: Annotated[int, typer.Option(help="Which model table of the file (0-based)")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last "
@@ -238,17 +252,24 @@ def train(
     With ``--workers N`` the same training runs data-parallel on N Ray workers; under
     ``torchrun --nproc_per_node N -m crossrec train ...`` on N processes (OUT must be on
     storage every worker sees).
+
+    OUT is never replaced silently: an existing non-empty OUT is refused unless --resume
+    (an earlier run) or --overwrite.
     """
     from crossrec.eval.report import format_table
     from crossrec.experiment import fit_and_evaluate, load_dataset, make_split, save_run
     from crossrec.training.distributed import under_torchrun
+    from crossrec.training.rundir import run_dir
 
+    chosen, existed = out is None, out is not None and out.exists()
     try:
         cfg = load_config(config, set_)
         specs = cfg.model_specs()
         if not 0 <= model < len(specs):
             raise CrossrecError(f"--model {model}: the file has {len(specs)} model tables")
-        out.mkdir(parents=True, exist_ok=True)
+        out = run_dir(out, cfg.name, resume=resume, overwrite=overwrite)
+        if chosen:
+            console.print(f"run directory: {out}")
         if workers or under_torchrun():
             shown = _train_distributed(cfg, model, seed, out, resume, workers, address,
                                        max_failures)
@@ -261,6 +282,8 @@ def train(
             shown = {"label": res.label, "split": split.name, "protocol": res.test.protocol,
                      "fit_seconds": res.fit_seconds, "summary": res.test.summary}
     except CrossrecError as e:
+        if out is not None and not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # created here and nothing written: leave nothing behind
         _fail(e)
     summary = shown["summary"]
     rows = summary.assign(model=shown["label"], mean=summary["value"], std=0.0, seeds=1)

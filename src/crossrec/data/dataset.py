@@ -266,6 +266,20 @@ class MultiDomainDataset:
         )
 
 
+def is_dataset_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a dataset ``crossrec prepare`` / ``save`` wrote (of any format
+    version): its ``meta.json`` has the dataset keys and ``interactions.parquet`` is there."""
+    path = Path(path)
+    meta_file = path / "meta.json"
+    if not (meta_file.is_file() and (path / "interactions.parquet").is_file()):
+        return False
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(meta, dict) and {"format_version", "name", "domains"} <= meta.keys()
+
+
 def _json_default(o):
     if isinstance(o, np.integer):
         return int(o)
