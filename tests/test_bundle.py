@@ -96,3 +96,36 @@ def test_failed_save_keeps_previous_bundle(bundle_dir, tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")]
     np.testing.assert_array_equal(Bundle.load(target).model.state()["target.data"],
                                   b.model.state()["target.data"])
+
+
+def test_bundle_keeps_the_trained_config_when_a_default_changes(tmp_path, monkeypatch):
+    """The bundle stores every resolved field: a later default does not change what loads."""
+    from typing import Literal
+
+    from crossrec.models.baselines.itemknn import ItemKNN
+
+    ds = make_two_domain(seed=1)
+    split = cold_start_users(ds, "source", "target", 0.3, seed=0)
+    model = MODELS["itemknn"](neighbors=20).fit(split.train, FitOptions(target="target"))
+    config = {"model": {"name": "itemknn", "label": "knn", "neighbors": 20}, "target": "target",
+              "sources": ["source"], "seed": 0}
+    saved = Bundle(model, split.train, config).save(tmp_path / "bundle")
+    stored = json.loads((saved / "config.json").read_text())["model"]
+    assert stored == {"name": "itemknn", "label": "knn",
+                      **model.config.model_dump(mode="json")}
+    assert stored["train_on"] == "target" and stored["shrink"] == 10.0
+
+    class Changed(ItemKNN.Config):  # today's defaults differ from those it was trained with
+        train_on: Literal["target", "all"] = "all"
+        shrink: float = 0.0
+
+    monkeypatch.setattr(ItemKNN, "Config", Changed)
+    assert ItemKNN().config.train_on == "all"
+    loaded = Bundle.load(saved)
+    assert loaded.model.config.train_on == "target" and loaded.model.config.shrink == 10.0
+    users = split.test["user"].unique()[:5]
+    ids = loaded.train.users.raw(users)
+    before = Bundle(model, split.train, config).recommend(list(ids), k=10)
+    after = loaded.recommend(list(ids), k=10)
+    assert [r.item_ids for r in after] == [r.item_ids for r in before]
+    assert [r.scores for r in after] == [r.scores for r in before]

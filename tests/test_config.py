@@ -79,3 +79,62 @@ def test_shipped_configs_are_valid():
     for f in files:
         cfg = load_config(f)
         assert cfg.model_specs()
+
+
+THIRD = BASE + """
+[[models]]
+name = "itemknn"
+label = "knn-all"
+{line}
+"""
+
+
+def test_a_misspelt_key_in_the_third_model_table_fails_at_load(tmp_path, monkeypatch):
+    import crossrec.models as models
+
+    built = []
+    monkeypatch.setattr(models, "build_model", lambda spec: built.append(spec))
+    path = write(tmp_path, THIRD.format(line="nieghbors = 3"))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert str(path) in msg and "models[2]" in msg and "knn-all" in msg
+    assert "nieghbors" in msg and "did you mean 'neighbors'" in msg
+    assert "models[0]" not in msg and "models[1]" not in msg and not built
+    with pytest.raises(ConfigError, match=r"models\[2\] \(itemknn, label 'knn-all'\): neighbors"):
+        load_config(write(tmp_path, THIRD.format(line='neighbors = "many"')))
+    assert load_config(write(tmp_path, THIRD.format(line="neighbors = 3"))).models[2]
+
+
+def test_a_misspelt_model_name_fails_at_load(tmp_path):
+    text = THIRD.format(line="").replace('name = "itemknn"', 'name = "itemkn"')
+    with pytest.raises(ConfigError, match=r"exp.toml: .*models\[2\] \(label 'knn-all'\): "
+                                          r"unknown model 'itemkn'; did you mean 'itemknn'"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"model: unknown model 'nope'"):
+        load_config(write(tmp_path, BASE.split("[[models]]")[0] + '[model]\nname = "nope"\n'))
+    with pytest.raises(ConfigError, match=r"models\[0\] \(label 'p'\): no 'name'"):
+        load_config(write(tmp_path, BASE.replace('name = "pop"', 'label = "p"')))
+
+
+@pytest.mark.parametrize("override, match", [
+    ("eval.metrics=['ndgc']", r"eval.metrics: unknown metric\(s\) \['ndgc'\]"),
+    ("eval.metrics=[]", "eval.metrics: give at least one metric"),
+    ("eval.ks=[10, 0]", "eval.ks: cut-offs must be positive"),
+    ("train.device='gpu'", "train.device: 'gpu' is not a torch device"),
+    ("train.early_stopping='ndcg@ten'", "train.early_stopping: 'ndcg@ten' is not"),
+    ("train.early_stopping='ndgc@10'", "train.early_stopping: 'ndgc@10' is not"),
+    ("models.x.name=pop", r"--set models.x.name: models is a list of 2 table\(s\); 'x'"),
+    ("models.5.name=pop", r"--set models.5.name: .*'5' is not an index of it \(0 to 1\)"),
+    ("data.path.x=1", "--set data.path.x: data.path is str 'x.csv', not a table"),
+])
+def test_bad_settings_fail_at_load(tmp_path, override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, BASE), [override])
+
+
+@pytest.mark.parametrize("override", ["train.device='cuda'", "train.device='cuda:1'",
+                                      "train.device='mps'", "train.early_stopping='mrr'",
+                                      "train.early_stopping='recall@20'", "eval.ks=[1, 50]"])
+def test_good_settings_load(tmp_path, override):
+    load_config(write(tmp_path, BASE), [override])

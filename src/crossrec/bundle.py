@@ -140,10 +140,15 @@ class Bundle:
 
     # ----------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:
-        """Write atomically: everything goes to a temp dir beside ``path``, then a rename."""
+        """Write atomically: everything goes to a temp dir beside ``path``, then a rename.
+        The model table written (and kept in ``config``) is ``name`` (and ``label``) plus every
+        field of ``model.config``, defaults resolved: ``load`` rebuilds exactly that."""
         from safetensors.numpy import save_file
 
         path = Path(path)
+        keep = {k: v for k, v in self.config["model"].items() if k in ("name", "label")}
+        self.config = {**self.config, "model": {**keep, **self.model.config.model_dump(
+            mode="json")}}
         with atomic_directory(path) as tmp:
             state = {k: np.ascontiguousarray(v) for k, v in self.model.state().items()}
             save_file(state, str(tmp / "model.safetensors"))
@@ -168,6 +173,7 @@ class Bundle:
              retrieval: RetrievalConfig | None = None) -> Bundle:
         """Rebuild the model through ``MODELS``; checks format version and checksums.
         ``retrieval``: see ``use_retrieval`` (default: exact scoring)."""
+        from pydantic import ValidationError
         from safetensors.numpy import load_file
 
         from crossrec.models import MODELS
@@ -175,12 +181,15 @@ class Bundle:
         path = Path(path)
         meta = read_meta(path, verify=verify)
         config = json.loads((path / "config.json").read_text())
-        spec = dict(config["model"])
-        name = spec.pop("name")
-        spec.pop("label", None)
+        name = config["model"]["name"]
+        spec = {k: v for k, v in config["model"].items() if k not in ("name", "label")}
         if name not in MODELS:
             raise BundleError(f"{path}: model {name!r} is not registered in this crossrec")
-        model = MODELS[name](spec)
+        try:
+            model = MODELS[name](spec)
+        except ValidationError as e:  # a field renamed or removed since the bundle was saved
+            raise BundleError(f"{path}: its {name!r} config does not fit this crossrec: "
+                              f"{e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
         train = MultiDomainDataset.load(path / "dataset")
         options = FitOptions(target=config["target"], sources=tuple(config.get("sources", ())),
                              seed=int(config.get("seed", 0)), device=device, progress=False)

@@ -6,14 +6,23 @@ Only two settings come from the environment, and both only locate things: the da
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from crossrec.errors import ConfigError
 
@@ -51,10 +60,35 @@ class SplitConfig(_Strict):
     shot_pool: int | None = Field(None, ge=0)
 
 
+def _known_metrics() -> tuple[str, ...]:
+    """Every metric name ``eval.metrics`` accepts: ranking (``FULL_METRICS``) and rating."""
+    from crossrec.eval.metrics import FULL_METRICS
+    from crossrec.eval.run import RATING_METRICS
+
+    return (*FULL_METRICS, *RATING_METRICS)
+
+
 class TrainConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    device: str = "cpu"
-    early_stopping: str = "ndcg@10"  # validation metric for TorchRecommenders
+    device: str = "cpu"  # a torch device: cpu, cuda, cuda:N, mps
+    early_stopping: str = "ndcg@10"  # validation metric for TorchRecommenders: metric[@k]
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"{value!r} is not a torch device: use cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("early_stopping")
+    @classmethod
+    def _stop_metric(cls, value: str) -> str:
+        name, at, k = value.partition("@")
+        known = _known_metrics()
+        if name not in known or (at and not (k.isdigit() and int(k) >= 1)):
+            raise ValueError(f"{value!r} is not 'metric' or 'metric@k' (k >= 1) with a metric "
+                             f"among {', '.join(known)}, e.g. 'ndcg@10' or 'rmse'")
+        return value
 
 
 class EncoderConfig(_Strict):
@@ -90,6 +124,23 @@ class EvalConfig(_Strict):
     protocol: Literal["ranking", "next_item"] = "ranking"
     candidates: Literal["domain", "all", "both"] = "domain"
 
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if not ks or min(ks) < 1:
+            raise ValueError(f"cut-offs must be positive integers, got {ks}")
+        return ks
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, metrics: list[str]) -> list[str]:
+        known = _known_metrics()
+        unknown = [m for m in metrics if m not in known]
+        if unknown or not metrics:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(known)}"
+                             if unknown else "give at least one metric")
+        return metrics
+
 
 class ExperimentConfig(_Strict):
     """One experiment: ``[data] [split] [model] | [[models]] [train] [eval] [encoder]``."""
@@ -105,36 +156,92 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _models_given(self) -> ExperimentConfig:
-        specs = self.model_specs()
-        if not specs:
+        """Every model table typed through its class's Config, so that a misspelt name or key
+        in any table fails here, before anything is fitted."""
+        tables = self.model_tables()
+        if not tables:
             raise ValueError("give a [model] table or one or more [[models]] tables")
-        for spec in specs:
-            if "name" not in spec:
-                raise ValueError("every model table needs a 'name' (a key of crossrec MODELS)")
+        problems = [p for where, spec in tables if (p := _check_model(where, spec))]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def model_specs(self) -> list[dict[str, Any]]:
         """All model tables: ``[[models]]`` followed by ``[model]``."""
         return [*self.models, *([self.model] if self.model else [])]
 
+    def model_tables(self) -> list[tuple[str, dict[str, Any]]]:
+        """``model_specs`` with where each table is: ``models[i]`` (0-based) or ``model``."""
+        return [*((f"models[{i}]", s) for i, s in enumerate(self.models)),
+                *([("model", self.model)] if self.model else [])]
+
     def digest(self) -> str:
         text = json.dumps(self.model_dump(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _check_model(where: str, spec: dict[str, Any]) -> str | None:
+    """What is wrong with one model table (None when nothing): its name, then its keys
+    through ``MODELS[name].Config`` (the registry is imported here, not at module level)."""
+    from crossrec.models import MODELS
+
+    name = spec.get("name")
+    label = f"label {spec['label']!r}" if "label" in spec else ""
+    if not isinstance(name, str) or name not in MODELS:
+        close = difflib.get_close_matches(name, list(MODELS), n=1) if isinstance(name, str) else []
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        what = f"unknown model {name!r}" if "name" in spec else "no 'name' (a model)"
+        table = f"{where} ({label})" if label else where
+        return f"{table}: {what}; {hint}known: {', '.join(sorted(MODELS))}"
+    table = f"{where} ({name}{', ' + label if label else ''})"
+    config = MODELS[name].Config
+    try:
+        config(**{k: v for k, v in spec.items() if k not in ("name", "label")})
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            key = ".".join(map(str, err["loc"]))
+            close = (difflib.get_close_matches(key, list(config.model_fields), n=1)
+                     if err["type"] == "extra_forbidden" else [])
+            msgs.append(f"{table}: {key or 'settings'}: {_message(err)}"
+                        + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return "; ".join(msgs)
+    return None
+
+
+def _message(err: dict[str, Any]) -> str:
+    """A pydantic error's text, without the ``Value error, `` prefix of a validator's."""
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])
+    return err["msg"]
+
+
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """Set ``a.b.0.c = value`` in ``tree`` (list elements by index).
+
+    Raises:
+        ConfigError: a path through a list with a key that is not a valid index, or through
+            a value that is not a table.
+    """
     keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
+    node: Any = tree
+    for i, k in enumerate(keys):
+        key: Any = k
         if isinstance(node, list):
-            node = node[int(k)]
-            continue
-        node = node.setdefault(k, {})
-    last = keys[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
+            if not (k.isdigit() and int(k) < len(node)):
+                raise ConfigError(f"--set {dotted}: {'.'.join(keys[:i]) or 'the root'} is a "
+                                  f"list of {len(node)} table(s); {k!r} is not an index of it "
+                                  f"(0 to {len(node) - 1})")
+            key = int(k)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {'.'.join(keys[:i])} is "
+                              f"{type(node).__name__} {node!r}, not a table")
+        if i == len(keys) - 1:
+            node[key] = value
+        elif isinstance(node, dict):
+            node = node.setdefault(key, {})
+        else:
+            node = node[key]
 
 
 def _broadcast(specs: list[dict], field: str, value: Any) -> None:
@@ -186,7 +293,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return ExperimentConfig(**tree)
     except ValidationError as e:
         where = f"{path}: " if path else ""
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {_message(err)}" if err["loc"]
+                         else _message(err) for err in e.errors())
         raise ConfigError(f"{where}invalid config: {msgs}") from None
 
 
