@@ -3,7 +3,7 @@
 Run: ``python benchmarks/encode_speed.py [--items 3000] [--encoder minilm] [--json out.json]``.
 
 Texts: the first ``--items`` distinct Office item titles of the Arts→Office set (found through
-``crossrec.config.data_dir()``). Figures, in items per second, each the best of ``--repeats``
+``crossrec.paths.data_dir()``). Figures, in items per second, each the best of ``--repeats``
 runs; the contenders run interleaved in every repeat, so that a burst of load on the (shared)
 CPU hits them alike (direct and ours swap places every other repeat, so that neither always
 runs right after the other):
@@ -39,9 +39,10 @@ from rich.console import Console
 from rich.table import Table
 
 from crossrec.atomic import atomic_file
-from crossrec.config import DataConfig, data_dir
+from crossrec.config import DataConfig
 from crossrec.encoders import BACKENDS, encode_items, item_texts, load_encoder
 from crossrec.experiment import load_dataset
+from crossrec.paths import data_dir
 
 
 def titles(n: int, domain: str) -> list[str]:

@@ -35,10 +35,11 @@ from rich.console import Console
 from rich.table import Table
 
 from crossrec.atomic import atomic_file
-from crossrec.config import DataConfig, data_dir
+from crossrec.config import DataConfig
 from crossrec.encoders import ENCODERS, item_texts, load_encoder
 from crossrec.encoders.e5 import converted_folder
 from crossrec.experiment import load_dataset
+from crossrec.paths import data_dir
 from crossrec.testing import bilingual
 
 NAME = "multilingual-e5-small"

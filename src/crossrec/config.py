@@ -1,7 +1,8 @@
 """Experiment configuration: TOML files validated by pydantic, overridable by dotted path.
 
 Only two settings come from the environment, and both only locate things: the data directory
-(``CROSSREC_DATA``) and the cache directory (``CROSSREC_CACHE``).
+(``CROSSREC_DATA``) and the cache directory (``CROSSREC_CACHE``); see ``crossrec.paths``
+(``data_dir`` and ``cache_dir`` are re-exported here for compatibility).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -25,6 +25,10 @@ from pydantic import (
 )
 
 from crossrec.errors import ConfigError
+from crossrec.paths import cache_dir, data_dir
+
+__all__ = ["DataConfig", "EncoderConfig", "EvalConfig", "ExperimentConfig", "SplitConfig",
+           "TrainConfig", "cache_dir", "data_dir", "load_config"]
 
 
 class _Strict(BaseModel):
@@ -296,25 +300,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {_message(err)}" if err["loc"]
                          else _message(err) for err in e.errors())
         raise ConfigError(f"{where}invalid config: {msgs}") from None
-
-
-def data_dir() -> Path:
-    """The data directory: ``$CROSSREC_DATA``, else ``../shared/data`` beside the project (or
-    the working directory) when it exists, else ``~/.cache/crossrec/data``."""
-    env = os.environ.get("CROSSREC_DATA")
-    if env:
-        return Path(env).expanduser()
-    candidates = [Path.cwd().parent / "shared" / "data"]
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").exists():
-            candidates.append(parent.parent / "shared" / "data")
-            break
-    for c in candidates:
-        if c.is_dir():
-            return c.resolve()
-    return cache_dir() / "data"
-
-
-def cache_dir() -> Path:
-    """The cache directory: ``$CROSSREC_CACHE`` or ``~/.cache/crossrec``."""
-    return Path(os.environ.get("CROSSREC_CACHE", "~/.cache/crossrec")).expanduser()

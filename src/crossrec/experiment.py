@@ -11,13 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from crossrec.config import DataConfig, ExperimentConfig, SplitConfig, cache_dir, data_dir
+from crossrec.config import DataConfig, ExperimentConfig, SplitConfig
 from crossrec.data import split as splits
 from crossrec.data.dataset import FORMAT_VERSION, MultiDomainDataset
 from crossrec.errors import ConfigError, DataError
 from crossrec.eval.run import RATING_METRICS, protocol
 from crossrec.models import build_model, model_label
 from crossrec.models.base import FitOptions, Recommender
+from crossrec.paths import cache_dir, data_dir
 
 
 # ----------------------------------------------------------------------------- data

@@ -52,7 +52,7 @@ def unpack_parts(spec: EncoderSpec, cache: Path | None = None) -> Path:
         cache: where models are unpacked (default ``cache_dir() / "models"``).
     """
     from crossrec.atomic import atomic_directory
-    from crossrec.config import cache_dir
+    from crossrec.paths import cache_dir
 
     root = (cache or cache_dir() / "models") / f"{spec.model}-{spec.archive_sha256[:12]}"
     folder = root / spec.subdir

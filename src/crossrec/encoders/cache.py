@@ -90,7 +90,7 @@ def open_cache(cache: VectorCache | str | Path | None, encoder: TextEncoder
     """The VectorCache of ``encoder`` under a root directory, "default"
     (``$CROSSREC_CACHE/vectors``), a VectorCache as it is, or None (no cache)."""
     if isinstance(cache, (str, Path)):
-        from crossrec.config import cache_dir
+        from crossrec.paths import cache_dir
 
         root = cache_dir() / "vectors" if cache == "default" else Path(cache)
         return VectorCache(root, encoder.key, encoder.dim)

@@ -362,7 +362,7 @@ def converted_folder(spec: EncoderSpec, cache: Path | None = None) -> Path:
         cache: where converted models live (default ``cache_dir() / "models"``).
     """
     from crossrec.atomic import atomic_directory
-    from crossrec.config import cache_dir
+    from crossrec.paths import cache_dir
 
     root = cache or cache_dir() / "models"
     folder = root / f"{spec.model}-{spec.source_sha256[:12]}-v{CONVERT_VERSION}"

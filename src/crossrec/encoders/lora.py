@@ -402,8 +402,8 @@ def lora_encoder(train: MultiDomainDataset, domain: str, config: LoraConfig | di
         cache: adapter store root, "default" (``$CROSSREC_CACHE/lora``) or None (in memory).
     """
     import crossrec.encoders as encoders
-    from crossrec.config import cache_dir
     from crossrec.encoders.base import item_texts
+    from crossrec.paths import cache_dir
 
     config = config if isinstance(config, LoraConfig) else LoraConfig(**(config or {}))
     texts = item_texts(train, template)

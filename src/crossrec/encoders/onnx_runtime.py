@@ -149,7 +149,7 @@ class OnnxEncoder:
         from transformers import AutoTokenizer
 
         from crossrec.atomic import atomic_directory
-        from crossrec.config import cache_dir
+        from crossrec.paths import cache_dir
 
         folder = spec.folder()
         spec.verify(folder)

@@ -222,7 +222,7 @@ class UserProfiler:
         else:
             self.config = ProfilerConfig(**(config or {}))
         if cache == "default":
-            from crossrec.config import cache_dir
+            from crossrec.paths import cache_dir
 
             cache = cache_dir() / "profiles"
         self.cache = ProfileCache(cache, self.config.key()) if cache is not None else None

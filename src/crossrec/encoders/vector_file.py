@@ -34,7 +34,7 @@ class ItemVectors:
 
 def resolve(path: str | Path) -> Path:
     """An absolute path, or one relative to the data directory."""
-    from crossrec.config import data_dir
+    from crossrec.paths import data_dir
 
     p = Path(path)
     return p if p.is_absolute() else data_dir() / p
