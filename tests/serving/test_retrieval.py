@@ -18,7 +18,7 @@ from crossrec.testing import make_two_domain
 from crossrec.testing.vectors import make_vectors
 
 FACTORISED = {"bpr", "cmf", "emcdr", "ptupcdr", "dann", "shared_bottom", "sasrec",
-              "text_zero_shot", "text_transfer", "hybrid", "distill"}
+              "text_zero_shot", "text_transfer", "hybrid", "distill", "text2cf"}
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:

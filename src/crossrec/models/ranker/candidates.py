@@ -7,6 +7,9 @@ every candidate nominated by the others, so each (user, item) row has all source
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,23 @@ def build_source(spec: dict[str, Any]) -> Recommender:
     return build_model({k: v for k, v in spec.items() if k != "n"})
 
 
+_SHARED: dict[tuple, Recommender] | None = None
+
+
+@contextmanager
+def shared_sources() -> Iterator[None]:
+    """Within this block, rankers fitted on the same data object reuse each other's fitted
+    *deterministic* sources (same spec, same target and seed): an ablation that varies the
+    features or drops a source fits each source once per dataset. The fitted models (and so
+    their data) are kept alive until the block ends."""
+    global _SHARED
+    saved, _SHARED = _SHARED, {}
+    try:
+        yield
+    finally:
+        _SHARED = saved
+
+
 def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options: FitOptions,
                 log: Any = None) -> list[Recommender]:
     """Fit every source on ``train`` (no validation hook: sources see no valid users)."""
@@ -42,7 +62,15 @@ def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options:
     models = []
     for spec in specs:
         start = time.perf_counter()
-        models.append(build_source(spec).fit(train, opts))
+        fit_spec = {k: v for k, v in spec.items() if k not in ("n", "label")}
+        key = (id(train), json.dumps(fit_spec, sort_keys=True, default=str), options.target,
+               options.sources, options.seed)
+        model = _SHARED.get(key) if _SHARED is not None else None
+        if model is None:
+            model = build_source(spec).fit(train, opts)
+            if _SHARED is not None and model.deterministic:
+                _SHARED[key] = model
+        models.append(model)
         if log is not None:
             log(f"ranker: source {source_label(spec)} fitted on {len(train.interactions):,} "
                 f"rows in {time.perf_counter() - start:.1f}s")

@@ -309,6 +309,14 @@ class Ranker(Recommender):
             pred.astype(np.float32))
         return out.float()
 
+    def union(self, query: Query, domain: str) -> Candidates:
+        """The candidate pairs the sources nominate for ``query`` in ``domain`` (what the
+        ranker can reorder: its ceiling)."""
+        train = self._check_fitted()
+        s = train.domain_items(domain)
+        seen = torch.from_numpy(self._history(train, query)[:, s].toarray() > 0)
+        return nominate(self.sources, self.sizes, query, domain, seen)
+
     def explain(self, query: Query, domain: str, items: np.ndarray, top: int = 3
                 ) -> list[list[tuple[str, float]]]:
         """The ``top`` features that raised each item's ranker score most (LightGBM SHAP
