@@ -89,10 +89,15 @@ def prepare(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is "
                                             "not a dataset directory (a file, other files)")
                          ] = False,
+    drop_bad_rows: Annotated[bool, typer.Option(
+        "--drop-bad-rows", help="Drop rows with a bad rating or timestamp (not a number, not "
+        "finite, out of range) and item rows in another domain than the item's interactions, "
+        "counted in the cleaning report (tabular, recbole; default: refuse them)")] = False,
 ) -> None:
     """Read raw files, clean (dedupe, k-core), index and save a dataset directory.
 
     OUT must be new, empty or an earlier dataset (replaced atomically), unless --overwrite.
+    Bad rows stop with their file and line, unless --drop-bad-rows.
     """
     from crossrec.atomic import check_output_dir
     from crossrec.data import sources
@@ -107,6 +112,12 @@ def prepare(
         from crossrec.data.large.inputs import is_pattern
 
         src = Path(path) if is_pattern(path) else resolve_data_path(path)
+        if not is_pattern(path) and not src.exists():
+            from crossrec.paths import data_dir
+
+            raise CrossrecError(f"{path}: no such file or directory"
+                                + ("" if Path(path).is_absolute()
+                                   else f" (nor under the data directory {data_dir()})"))
         if engine == "duckdb" or (engine == "auto" and format == "tabular"):
             from crossrec.data.large import LARGE_OPTIONS, prepare_large, use_large
 
@@ -120,13 +131,16 @@ def prepare(
                                         f"(supported: {', '.join(LARGE_OPTIONS)})")
                 with console.status(f"preparing {src} with DuckDB ..."):
                     meta = prepare_large(src, out, k_core=k_core, memory_limit=memory_limit,
-                                         temp_dir=temp_dir, **opts)
+                                         temp_dir=temp_dir, drop_bad_rows=drop_bad_rows, **opts)
                 _print_stats(meta["stats"], meta["report"],
                              f"{meta['name']} -> {out} (duckdb, {meta['seconds']:.1f} s)")
                 return
         with console.status(f"reading {format} data from {path} ..."):
-            builder = sources.read(format, src, **_parse_options(option))
-            dataset = builder.build(k_core=k_core)
+            opts = _parse_options(option)
+            if drop_bad_rows:
+                opts["drop_bad_rows"] = True
+            builder = sources.read(format, src, **opts)
+            dataset = builder.build(k_core=k_core, drop_bad_rows=drop_bad_rows)
             dataset.save(out)
     except CrossrecError as e:
         _fail(e)

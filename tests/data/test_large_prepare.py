@@ -106,7 +106,7 @@ def test_bad_input_names_file_and_column(tmp_path: Path) -> None:
         prepare_large(tmp_path / "in", tmp_path / "out")
     (tmp_path / "in" / "b.csv").write_text("user_id,item_id,domain,rating\nu,i,d,five\n")
     (tmp_path / "in" / "a.csv").unlink()
-    with pytest.raises(DataError, match=r"b\.csv: column 'rating': value 'five' is not a number"):
+    with pytest.raises(DataError, match=r"b\.csv, line 2: rating 'five' is not a number"):
         prepare_large(tmp_path / "in", tmp_path / "out")
     with pytest.raises(DataError, match="no file matches"):
         prepare_large(str(tmp_path / "nothing-*.csv"), tmp_path / "out")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -42,6 +42,14 @@ class DatasetBuilder:
         self.name = name
         self._inter: list[pd.DataFrame] = []
         self._items: list[pd.DataFrame] = []
+        self._item_where: list[Callable[[int], str]] = []  # per items frame: row -> place
+        self._dropped: list[dict] = []  # rows a reader dropped before build (report steps)
+
+    def note_dropped(self, step: str, dropped: int) -> Self:
+        """Record rows a reader dropped (a genre rule, bad rows), for the cleaning report."""
+        if dropped:
+            self._dropped.append({"step": step, "dropped": int(dropped)})
+        return self
 
     def add_interactions(
         self, frame: pd.DataFrame, *, domain: str | None = None, source: str = "<frame>"
@@ -59,9 +67,21 @@ class DatasetBuilder:
         for col, dtype in (("rating", "float32"), ("timestamp", "int64")):
             if col in frame.columns:
                 try:
-                    out[col] = pd.to_numeric(frame[col], errors="raise").astype(dtype).to_numpy()
+                    values = pd.to_numeric(frame[col], errors="raise").to_numpy(np.float64)
                 except (ValueError, TypeError) as e:
                     raise DataError(f"{source}: column {col!r} is not numeric ({e})") from None
+                wild = np.isinf(values)
+                if col == "timestamp":
+                    wild |= np.abs(np.nan_to_num(values)) >= 2.0**63
+                if wild.any():
+                    row = int(np.flatnonzero(wild)[0])
+                    raise DataError(f"{source}, row {row + 1}: {col} {float(values[row])!r} is "
+                                    + ("not a finite number" if col == "rating" else
+                                       "out of range (a time must be a finite number that "
+                                       "fits in 64 bits)"))
+                if col == "timestamp":
+                    values = np.nan_to_num(values, nan=0.0)
+                out[col] = values.astype(dtype)
         if "part" in frame.columns:
             parts = frame["part"].astype(str).str.lower()
             bad = ~parts.isin(PARTS)
@@ -75,9 +95,17 @@ class DatasetBuilder:
         return self
 
     def add_items(
-        self, frame: pd.DataFrame, *, domain: str | None = None, source: str = "<frame>"
+        self,
+        frame: pd.DataFrame,
+        *,
+        domain: str | None = None,
+        source: str = "<frame>",
+        where: Callable[[int], str] | None = None,
     ) -> Self:
-        """Add item rows with ``item_id[, domain, title, text, categories, brand]``."""
+        """Add item rows with ``item_id[, domain, title, text, categories, brand]``.
+
+        ``where(row)`` names the place of a row in errors (e.g. ``"items.csv, line 3"``).
+        """
         need = ["item_id"] + ([] if domain is not None else ["domain"])
         require_columns(frame, need, source)
         out = pd.DataFrame(
@@ -89,6 +117,9 @@ class DatasetBuilder:
         for col in ITEM_ATTRS:
             if col in frame.columns:
                 out[col] = frame[col].fillna("").astype(str).to_numpy()
+        out["_src"] = len(self._item_where)
+        out["_row"] = np.arange(len(out))
+        self._item_where.append(where or (lambda row, s=source: f"{s}, row {row + 1}"))
         self._items.append(out)
         return self
 
@@ -99,6 +130,7 @@ class DatasetBuilder:
         dedupe: bool = True,
         domains: Sequence[str] | None = None,
         keep_items_without_interactions: bool = True,
+        drop_bad_rows: bool = False,
     ) -> MultiDomainDataset:
         """Clean and index everything added so far.
 
@@ -109,10 +141,12 @@ class DatasetBuilder:
             domains: domain order (default: order of first appearance).
             keep_items_without_interactions: keep catalogue items nobody interacted with (they
                 are ranked like any other item), unless k-core filtering is on.
+            drop_bad_rows: drop item rows that put an item in another domain than all of its
+                interactions (counted in the report) instead of raising a DataError.
         """
         if not self._inter:
             raise DataError(f"dataset {self.name!r}: no interactions were added")
-        report: dict = {"steps": []}
+        report: dict = {"steps": list(self._dropped)}
         # Everything below works on integer codes: string ids are hashed once (factorize), so
         # 10 M rows build in seconds and without a copy of the strings per step.
         raw = _concat(self._inter)
@@ -165,8 +199,11 @@ class DatasetBuilder:
                                 + (f" after {k_core}-core filtering" if k_core else ""))
 
         items = (pd.concat(self._items, ignore_index=True) if self._items
-                 else pd.DataFrame(columns=["item_id", "domain"]))
+                 else pd.DataFrame(columns=["item_id", "domain", "_src", "_row"]))
+        items = self._domain_mismatch(items, dom_uniq[key_dom], item_uniq[key_item], report,
+                                      drop_bad_rows)
         items = items[items["domain"].isin(domains)].drop_duplicates(["domain", "item_id"])
+        items = items.drop(columns=["_src", "_row"])
         used_keys = pd.unique(key_code[rows])  # in order of first appearance
         used = pd.DataFrame({"domain": dom_uniq[key_dom[used_keys]],
                              "item_id": np.asarray(item_uniq, dtype=object)[key_item[used_keys]]})
@@ -226,6 +263,41 @@ class DatasetBuilder:
             interactions=frame,
             item_attrs=attrs,
             report=report,
+        )
+
+    def _domain_mismatch(self, items: pd.DataFrame, key_domain: np.ndarray, key_item: np.ndarray,
+                         report: dict, drop: bool) -> pd.DataFrame:
+        """Item rows that put an item in a domain where it has no interactions while its
+        interactions are all in domains the items files do not list it in: a mistake that would
+        make a phantom item (the movie ``m1`` as a book, with the movie's title)."""
+        if not len(items):
+            return items
+        inter_keys = pd.MultiIndex.from_arrays([np.asarray(key_domain, dtype=object),
+                                                np.asarray(key_item, dtype=object)])
+        item_keys = pd.MultiIndex.from_arrays([items["domain"].to_numpy(dtype=object),
+                                               items["item_id"].to_numpy(dtype=object)])
+        listed_ids = set(items["item_id"])
+        # interactions whose (domain, item_id) no items row lists, though the id is listed
+        unlisted = inter_keys[~inter_keys.isin(item_keys)
+                              & inter_keys.get_level_values(1).isin(listed_ids)]
+        if not len(unlisted):
+            return items
+        home = pd.Series(unlisted.get_level_values(0), index=unlisted.get_level_values(1))
+        home = home[~home.index.duplicated()]
+        suspect = (~item_keys.isin(inter_keys)) & items["item_id"].isin(home.index).to_numpy()
+        if not suspect.any():
+            return items
+        if drop:
+            report["steps"].append({"step": "item rows in another domain than the item's "
+                                    "interactions (--drop-bad-rows)",
+                                    "dropped": int(suspect.sum())})
+            return items[~suspect]
+        row = items.iloc[int(np.flatnonzero(suspect)[0])]
+        where = self._item_where[int(row["_src"])](int(row["_row"]))
+        raise DataError(
+            f"{where}: item {row['item_id']!r} is listed in domain {row['domain']!r}, but its "
+            f"interactions are in domain {home[row['item_id']]!r} ({int(suspect.sum())} such "
+            "item rows; fix the domain, or --drop-bad-rows drops them)"
         )
 
 

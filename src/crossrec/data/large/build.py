@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ def prepare_large(
     memory_limit: str | None = None,
     temp_dir: str | Path | None = None,
     threads: int | None = None,
+    drop_bad_rows: bool = False,
 ) -> dict[str, Any]:
     """Prepare a dataset directory from files that need not fit in memory.
 
@@ -72,6 +74,8 @@ def prepare_large(
         memory_limit: DuckDB's memory limit, e.g. ``"2GB"`` (default: DuckDB's, 80 % of RAM).
         temp_dir: where DuckDB spills and keeps its database (default: the system's).
         threads: DuckDB threads (default: one per core).
+        drop_bad_rows: drop rows with a bad rating or timestamp and item rows in another domain
+            than the item's interactions, counted in the report (default: DataError).
 
     Returns:
         The dataset's ``meta.json`` content (name, domains, report, stats).
@@ -96,13 +100,34 @@ def prepare_large(
                 con.execute(f"SET memory_limit = {I.quote(str(memory_limit))}")
             if threads:
                 con.execute(f"SET threads = {int(threads)}")
-            meta = _prepare(con, inter, meta_in, domain, mapping, name, int(k_core), out)
+            meta = _prepare(con, inter, meta_in, domain, mapping, name, int(k_core), out,
+                            drop_bad_rows)
         except duckdb.Error as e:
-            raise DataError(f"{first}: {str(e).splitlines()[0]}") from None
+            raise DataError(f"{first}: {_first_line(e)}") from None
         finally:
             con.close()
     meta["seconds"] = time.perf_counter() - started
     return meta
+
+
+@contextmanager
+def _reading(inputs: I.Inputs | None) -> Iterator[None]:
+    """A DuckDB error while ``inputs`` are read becomes the in-memory path's DataError (the
+    file is read again to find the line: not UTF-8, wrong number of fields), else one line
+    naming the first file of these inputs (not of another input)."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as e:
+        if inputs is None:
+            raise
+        I.diagnose(inputs)
+        raise DataError(f"{inputs.files[0]}: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _one(con, sql: str) -> Any:  # noqa: ANN001
@@ -111,7 +136,7 @@ def _one(con, sql: str) -> Any:  # noqa: ANN001
 
 
 def _load_raw(con, inter: I.Inputs, domain: str | None,  # noqa: ANN001
-              mapping: dict[str, str]) -> bool:
+              mapping: dict[str, str], drop_bad: bool, report_steps: list[dict]) -> bool:
     """Table ``raw`` (u, i, d, rating, ts, part) in input order; returns whether ``part``."""
     con.execute(f"CREATE VIEW src AS SELECT * FROM {inter.source_sql()}")
     types = {r[0]: r[1] for r in con.execute("DESCRIBE src").fetchall()}
@@ -122,42 +147,61 @@ def _load_raw(con, inter: I.Inputs, domain: str | None,  # noqa: ANN001
            f"{I.id_expr(col['item_id'], types[col['item_id']])} AS i",
            (f"{I.id_expr(col['domain'], types[col['domain']])} AS d" if has["domain"]
             else f"{I.quote(str(domain))} AS d")]
-    bad: list[tuple[str, str]] = []
+    bad: list[tuple[str, str, str, str]] = []  # (column, reason, condition, problem)
     nan = "CAST('NaN' AS FLOAT)"
     for ours, fn, out, missing in (("rating", I.number_expr, "rating", nan),
                                    ("timestamp", I.timestamp_expr, "ts", "CAST(0 AS BIGINT)")):
         if not has[ours]:
             sel.append(f"{missing} AS {out}")
             continue
-        value, cond = fn(col[ours], types[col[ours]])
+        value, conds = fn(col[ours], types[col[ours]])
         cast = "FLOAT" if ours == "rating" else "BIGINT"
         sel.append(f"coalesce(CAST({value} AS {cast}), {missing}) AS {out}")
-        if cond:
-            bad.append((ours, cond))
+        bad += [(ours, f"{ours} {reason}", cond, problem) for reason, cond, problem in conds]
     if has["part"]:
         p = f"lower(trim(CAST({I.ident(col['part'])} AS VARCHAR)))"
         codes = " ".join(f"WHEN {I.quote(v)} THEN {k}" for k, v in enumerate(PARTS))
         sel.append(f"CAST(CASE {p} {codes} END AS TINYINT) AS part")
-        bad.append(("part", f"{p} IS NULL OR {p} NOT IN ({', '.join(map(I.quote, PARTS))})"))
-    for ours, cond in bad:
-        rows = con.execute(f"SELECT filename, CAST({I.ident(col[ours])} AS VARCHAR) FROM src "
-                           f"WHERE {cond} LIMIT 1").fetchall()
+        bad.append(("part", "", f"{p} IS NULL OR {p} NOT IN ({', '.join(map(I.quote, PARTS))})",
+                    f"is not one of {', '.join(PARTS)}"))
+    where = ""
+    if bad and drop_bad:  # count each dropped row once, under its first reason, per file
+        seen = "false"
+        for ours, reason, cond, _ in bad:
+            if ours == "part":
+                continue
+            for fname, n in con.execute(f"SELECT filename, count(*) FROM src WHERE ({cond}) "
+                                        f"AND NOT ({seen}) GROUP BY filename "
+                                        "ORDER BY filename").fetchall():
+                report_steps.append({"step": f"{Path(fname).name}: rows with {reason} "
+                                     "(--drop-bad-rows)", "dropped": int(n)})
+            seen = f"{seen} OR ({cond})"
+        where = f" WHERE NOT ({seen})"
+        bad = [b for b in bad if b[0] == "part"]
+    for ours, _, cond, problem in bad:
+        rows = con.execute(f"SELECT filename, trim(CAST({I.ident(col[ours])} AS VARCHAR)) "
+                           f"FROM src WHERE {cond} LIMIT 1").fetchall()
         if rows:
-            row = rows[0]
-            what = {"rating": "is not a number", "part": f"is not one of {', '.join(PARTS)}",
-                    "timestamp": "is neither a number nor an ISO date (e.g. 2021-03-04)"}[ours]
-            raise DataError(f"{row[0]}: column {col[ours]!r}: value {row[1]!r} {what}")
-    con.execute(f"CREATE TABLE raw AS SELECT {', '.join(sel)} FROM src")
+            fname, value = rows[0]
+            n = _one(con, f"SELECT count(*) FROM src WHERE ({cond}) AND filename = "
+                          f"{I.quote(fname)}")
+            place = I.locate(Path(fname), inter.format, col[ours], value or "")
+            hint = "" if ours == "part" else "; --drop-bad-rows drops them"
+            raise DataError(f"{place}: {ours} {value!r} {problem} ({n} such rows{hint})")
+    con.execute(f"CREATE TABLE raw AS SELECT {', '.join(sel)} FROM src{where}")
     return has["part"]
 
 
 def _prepare(con, inter: I.Inputs, meta_in: I.Inputs | None, domain: str | None,  # noqa: ANN001
-             mapping: dict[str, str], name: str, k: int, out: str | Path) -> dict[str, Any]:
-    has_part = _load_raw(con, inter, domain, mapping)
+             mapping: dict[str, str], name: str, k: int, out: str | Path,
+             drop_bad: bool) -> dict[str, Any]:
+    steps: list[dict] = []
+    with _reading(inter):
+        has_part = _load_raw(con, inter, domain, mapping, drop_bad, steps)
     n_raw = _one(con, "SELECT count(*) FROM raw")
     if n_raw == 0:
         raise DataError(f"{inter.files[0]}: the input has no data rows")
-    report: dict[str, Any] = {"steps": [], "raw_interactions": int(n_raw)}
+    report: dict[str, Any] = {"steps": steps, "raw_interactions": int(n_raw)}
     # integer codes for users, (domain, item) keys and domains; rows numbered in input order
     con.execute("""
         CREATE TABLE ukey AS SELECT u, CAST(row_number() OVER () AS INTEGER) AS uc
@@ -198,7 +242,8 @@ def _prepare(con, inter: I.Inputs, meta_in: I.Inputs | None, domain: str | None,
     con.execute("CREATE TABLE dpos (dc SMALLINT, d VARCHAR, pos TINYINT)")
     con.executemany("INSERT INTO dpos VALUES (?, ?, ?)",
                     [(dc, d, p) for p, (dc, d) in enumerate(order)])
-    attrs = _items(con, meta_in, domain, mapping)
+    with _reading(meta_in):
+        attrs = _items(con, meta_in, domain, mapping, drop_bad, report)
     _catalogue(con, k, meta_in is not None)
     if meta_in is not None:
         missing = _one(con, "SELECT count(*) FROM cat WHERE used AND NOT has_meta")
@@ -251,7 +296,7 @@ def _k_core(con, k: int, order: list, report: dict) -> None:  # noqa: ANN001
 
 
 def _items(con, meta_in: I.Inputs | None, domain: str | None,  # noqa: ANN001
-           mapping: dict[str, str]) -> list[str]:
+           mapping: dict[str, str], drop_bad: bool, report: dict) -> list[str]:
     """Table ``meta`` (d, i, attributes..., rr: first row) of the domains kept; its attrs."""
     if meta_in is None:
         con.execute("CREATE TABLE meta (d VARCHAR, i VARCHAR, rr BIGINT)")
@@ -264,7 +309,8 @@ def _items(con, meta_in: I.Inputs | None, domain: str | None,  # noqa: ANN001
     sel = [f"{I.id_expr(iid, types[iid])} AS i", f"{d_sql} AS d"]
     sel += [f"{I.text_expr(mapping.get(a, a), types[mapping.get(a, a)])} AS {I.ident(a)}"
             for a in attrs]
-    con.execute(f"CREATE TABLE meta0 AS SELECT {', '.join(sel)} FROM msrc")
+    con.execute(f"CREATE TABLE meta0 AS SELECT {', '.join(sel)}, filename AS _f FROM msrc")
+    _domain_mismatch(con, meta_in, drop_bad, report)
     keep = ", ".join(I.ident(a) for a in attrs)
     con.execute(f"""
         CREATE TABLE meta AS SELECT d, i{', ' + keep if keep else ''}, rr FROM (
@@ -273,6 +319,35 @@ def _items(con, meta_in: I.Inputs | None, domain: str | None,  # noqa: ANN001
             FROM meta0 WHERE d IN (SELECT d FROM dpos)) WHERE k = 1;
         DROP TABLE meta0""")
     return attrs
+
+
+def _domain_mismatch(con, meta_in: I.Inputs, drop: bool, report: dict) -> None:  # noqa: ANN001
+    """Item rows (``meta0``) that put an item in a domain where it has no interactions while
+    its interactions are in domains no items row lists it in (as the builder's check)."""
+    con.execute("""
+        CREATE TEMP TABLE mismatch AS
+        WITH home AS (
+            SELECT k.i, min(k.d) AS d FROM ikey k
+            WHERE k.i IN (SELECT i FROM meta0)
+              AND NOT EXISTS (SELECT 1 FROM meta0 m WHERE m.d = k.d AND m.i = k.i)
+            GROUP BY k.i)
+        SELECT m.rowid AS rr, m._f, m.i, m.d, h.d AS home FROM meta0 m JOIN home h USING (i)
+        WHERE NOT EXISTS (SELECT 1 FROM ikey k WHERE k.d = m.d AND k.i = m.i)""")
+    n = _one(con, "SELECT count(*) FROM mismatch")
+    if n and drop:
+        con.execute("DELETE FROM meta0 WHERE rowid IN (SELECT rr FROM mismatch)")
+        report["steps"].append({"step": "item rows in another domain than the item's "
+                                "interactions (--drop-bad-rows)", "dropped": int(n)})
+    elif n:
+        rr, f, item, d, home = con.execute(
+            "SELECT * FROM mismatch ORDER BY rr LIMIT 1").fetchall()[0]
+        row = rr - _one(con, f"SELECT min(rowid) FROM meta0 WHERE _f = {I.quote(f)}")
+        where = I.where_row(Path(f), meta_in.format, None, row=int(row))
+        raise DataError(
+            f"{where}: item {item!r} is listed in domain {d!r}, but its interactions are in "
+            f"domain {home!r} ({n} such item rows; fix the domain, or --drop-bad-rows drops "
+            "them)")
+    con.execute("DROP TABLE mismatch")
 
 
 def _catalogue(con, k: int, with_meta: bool) -> None:  # noqa: ANN001

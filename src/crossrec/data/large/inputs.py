@@ -15,12 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from crossrec.data.sources.table import detect_format, open_text
+from crossrec.data.sources.table import csv_rows, detect_format, not_utf8, open_text
 from crossrec.errors import DataError
 
 READABLE = ("parquet", "csv", "tsv")
 _HIVE = re.compile(r"^([^=/]+)=([^/]*)$")
 _FLOAT = ("FLOAT", "DOUBLE", "REAL")
+MAX_LINE_BYTES = 1 << 26
+"""The longest CSV/TSV record DuckDB reads (64 MiB; its default, 2 MiB, refuses long titles)."""
+INT64_LIMIT = "9223372036854775807.0"
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,26 @@ class Inputs:
         if self.format == "parquet":
             return (f"read_parquet({files}, hive_partitioning={hive}, union_by_name=true, "
                     "filename=true)")
+        # Each run of files with one header is read with that header's columns and no
+        # sniffing: DuckDB's sniffer, given a malformed row, takes a data row for the header
+        # and reads the rest without a word. The runs are put together by column name.
         delim = quote("," if self.format == "csv" else "\t")
-        return (f"read_csv({files}, header=true, all_varchar=true, delim={delim}, quote='\"', "
-                f"union_by_name=true, hive_partitioning={hive}, filename=true)")
+        runs: list[tuple[list[str], list[Path]]] = []
+        for f in self.files:
+            names = file_columns(f, self.format, hive=False)
+            if runs and runs[-1][0] == names:
+                runs[-1][1].append(f)
+            else:
+                runs.append((names, [f]))
+        parts = []
+        for names, group in runs:
+            cols = "{" + ", ".join(f"{quote(n)}: 'VARCHAR'" for n in names) + "}"
+            paths = "[" + ", ".join(quote(str(f)) for f in group) + "]"
+            parts.append(f"SELECT * FROM read_csv({paths}, header=true, auto_detect=false, "
+                         f"columns={cols}, delim={delim}, quote='\"', escape='\"', "
+                         f"hive_partitioning={hive}, filename=true, "
+                         f"max_line_size={MAX_LINE_BYTES})")
+        return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
 
 def quote(text: str) -> str:
@@ -105,7 +125,7 @@ def _hidden(f: Path, root: Path) -> bool:
     return any(part.startswith((".", "_")) for part in f.relative_to(root).parts)
 
 
-def file_columns(path: Path, fmt: str) -> list[str]:
+def file_columns(path: Path, fmt: str, *, hive: bool = True) -> list[str]:
     """Column names of one file (Parquet footer or CSV/TSV header) plus hive path keys."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -115,11 +135,14 @@ def file_columns(path: Path, fmt: str) -> list[str]:
         except Exception as e:  # noqa: BLE001 - any unreadable footer
             raise DataError(f"{path}: cannot read as Parquet ({e})") from None
     else:
-        with open_text(path) as fh:
-            header = fh.readline().rstrip("\r\n")
+        try:
+            with open_text(path) as fh:
+                header = fh.readline().rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            raise not_utf8(path, e) from None
         names = [c.strip().strip('"') for c in header.split("," if fmt == "csv" else "\t")]
-    hive = [m.group(1) for part in path.parts[:-1] if (m := _HIVE.match(part))]
-    return names + hive
+    keys = [m.group(1) for part in path.parts[:-1] if (m := _HIVE.match(part))] if hive else []
+    return names + keys
 
 
 def require(inputs: Inputs, need: Sequence[str], mapping: Mapping[str, str]) -> None:
@@ -142,32 +165,56 @@ def id_expr(col: str, dtype: str) -> str:
     return f"coalesce(CAST({c} AS VARCHAR), '')"
 
 
-def number_expr(col: str, dtype: str) -> tuple[str, str | None]:
-    """(value as DOUBLE or NULL, condition of a bad value or None)."""
+def number_expr(col: str, dtype: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """(value as DOUBLE or NULL, [(reason, condition of a bad value, problem)]): text that is
+    not a number, and infinities, are bad (as ``Table.numbers``)."""
     c = ident(col)
     if dtype.upper() != "VARCHAR":
-        return f"CAST({c} AS DOUBLE)", None
+        value = f"CAST({c} AS DOUBLE)"
+        return value, [("not finite", f"coalesce(isinf({value}), false)",
+                        "is not a finite number")]
     t = f"nullif(trim({c}), '')"
-    return f"TRY_CAST({t} AS DOUBLE)", f"{t} IS NOT NULL AND TRY_CAST({t} AS DOUBLE) IS NULL"
+    value = f"TRY_CAST({t} AS DOUBLE)"
+    return value, [
+        ("not a number", f"{t} IS NOT NULL AND {value} IS NULL AND lower({t}) <> 'nan'",
+         "is not a number"),
+        ("not finite", f"coalesce(isinf({value}), false)", "is not a finite number"),
+    ]
 
 
-def timestamp_expr(col: str, dtype: str) -> tuple[str, str | None]:
-    """(unix seconds BIGINT, bad condition): numbers as they are, ISO dates in UTC, empty 0."""
+_RANGE = "is out of range (a time must be a finite number that fits in 64 bits)"
+
+
+def _whole(num: str) -> tuple[str, str]:
+    """(BIGINT of a DOUBLE expression, out-of-range condition): NaN and NULL -> 0."""
+    wild = f"coalesce(isinf({num}) OR abs({num}) >= {INT64_LIMIT}, false)"
+    value = (f"CASE WHEN {num} IS NULL OR isnan({num}) OR {wild} THEN 0 "
+             f"ELSE CAST(trunc({num}) AS BIGINT) END")
+    return value, wild
+
+
+def timestamp_expr(col: str, dtype: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """(unix seconds BIGINT, bad conditions as ``number_expr``): numbers as they are, ISO dates
+    in UTC, empty 0; text that is neither, and numbers beyond 64 bits, are bad."""
     c, up = ident(col), dtype.upper()
     if up.startswith("TIMESTAMP") or up == "DATE":
-        return f"coalesce(CAST(floor(epoch({c})) AS BIGINT), 0)", None
+        return f"coalesce(CAST(floor(epoch({c})) AS BIGINT), 0)", []
     if up in _FLOAT:
-        return f"CASE WHEN {c} IS NULL OR isnan({c}) THEN 0 ELSE CAST(trunc({c}) AS BIGINT) END", \
-            None
+        value, wild = _whole(c)
+        return value, [("out of range", wild, _RANGE)]
     if up != "VARCHAR":
-        return f"coalesce(CAST({c} AS BIGINT), 0)", None
+        return f"coalesce(CAST({c} AS BIGINT), 0)", []
     t = f"nullif(trim({c}), '')"
     num = f"TRY_CAST({t} AS DOUBLE)"
     date = f"TRY_CAST({t} AS TIMESTAMPTZ)"
-    value = (f"CASE WHEN {t} IS NULL THEN 0 WHEN {num} IS NOT NULL THEN "
-             f"(CASE WHEN isnan({num}) THEN 0 ELSE CAST(trunc({num}) AS BIGINT) END) "
-             f"ELSE CAST(floor(epoch({date})) AS BIGINT) END")
-    return value, f"{t} IS NOT NULL AND {num} IS NULL AND {date} IS NULL"
+    whole, wild = _whole(num)
+    value = (f"CASE WHEN {t} IS NULL THEN 0 WHEN {num} IS NOT NULL THEN {whole} "
+             f"ELSE coalesce(CAST(floor(epoch({date})) AS BIGINT), 0) END")
+    return value, [
+        ("not a time", f"{t} IS NOT NULL AND {num} IS NULL AND {date} IS NULL",
+         "is neither a number nor an ISO date (e.g. 2021-03-04 or 2021-03-04T10:20:30Z)"),
+        ("out of range", wild, _RANGE),
+    ]
 
 
 def text_expr(col: str, dtype: str) -> str:
@@ -177,3 +224,55 @@ def text_expr(col: str, dtype: str) -> str:
         return (f"coalesce(array_to_string(list_filter(list_transform({c}, x -> "
                 f"trim(CAST(x AS VARCHAR))), x -> x <> ''), ', '), '')")
     return f"coalesce(trim(CAST({c} AS VARCHAR)), '')"
+
+
+def locate(path: Path, fmt: str, column: str, value: str) -> str:
+    """``"<path>, line N"`` (``"row N"`` for Parquet) of the first row whose ``column`` holds
+    ``value`` (as text, trimmed), for errors found by SQL; ``"<path>"`` if none is found."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            values = pq.read_table(path, columns=[column]).column(0).to_pylist()
+        except Exception:  # noqa: BLE001 - then name the file only
+            return str(path)
+        for n, v in enumerate(values):
+            if str(v).strip() == value:
+                return f"{path}, row {n + 1}"
+        return str(path)
+    return where_row(path, fmt, lambda fields, at: fields.get(column, "").strip() == value)
+
+
+def where_row(path: Path, fmt: str, match, row: int | None = None) -> str:  # noqa: ANN001
+    """``"<path>, line N"`` of data row ``row`` (0-based) or of the first row ``match(fields,
+    row)`` accepts, reading the CSV/TSV again with the ``csv`` module (Parquet: ``"row N"``)."""
+    if fmt == "parquet":
+        return f"{path}, row {row + 1}" if row is not None else str(path)
+    header: list[str] | None = None
+    n = -1
+    for line, fields in csv_rows(path, "," if fmt == "csv" else "\t"):
+        if header is None:
+            header = [h.strip() for h in fields]
+            continue
+        n += 1
+        if row is not None and n == row:
+            return f"{path}, line {line}"
+        if row is None and match(dict(zip(header, fields, strict=False)), n):
+            return f"{path}, line {line}"
+    return str(path)
+
+
+def diagnose(inputs: Inputs) -> None:
+    """Read every CSV/TSV file of ``inputs`` again, as the in-memory path does, and raise its
+    DataError (not UTF-8, a row with the wrong number of fields: file, line) if there is one."""
+    if inputs.format == "parquet":
+        return
+    sep = "," if inputs.format == "csv" else "\t"
+    for f in inputs.files:
+        header: list[str] | None = None
+        for line, fields in csv_rows(f, sep):
+            if header is None:
+                header = [h.strip() for h in fields]
+            elif len(fields) != len(header):
+                raise DataError(f"{f}, line {line}: expected {len(header)} fields "
+                                f"({sep.join(header)!r}), found {len(fields)}")

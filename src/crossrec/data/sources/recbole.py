@@ -26,6 +26,7 @@ import pandas as pd
 
 from crossrec.data.builder import DatasetBuilder
 from crossrec.data.sources.table import Table, as_str, read_table
+from crossrec.data.sources.tabular import note_bad_rows
 from crossrec.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def read_recbole(
     domain_by: str | None = None,
     name: str | None = None,
     builder: DatasetBuilder | None = None,
+    drop_bad_rows: bool = False,
 ) -> DatasetBuilder:
     """Add a RecBole dataset's interactions and items.
 
@@ -54,9 +56,12 @@ def read_recbole(
             (MovieLens in RecBole calls it ``class``).
         name: dataset name (default: the ``.inter`` file's name without extension).
         builder: add to this builder instead of a new one.
+        drop_bad_rows: drop interaction rows with a bad rating or timestamp and count them in
+            the cleaning report, instead of raising a DataError.
 
     Returns:
-        The builder; call ``.build(...)`` on it.
+        The builder; call ``.build(...)`` on it. Rows a domain rule drops (items with none of
+        its genres) are counted in the cleaning report.
 
     Raises:
         DataError: missing files or columns, malformed rows (file and line), a listed genre that
@@ -66,6 +71,7 @@ def read_recbole(
     name = name or inter_path.stem
     item_path = inter_path.with_suffix(".item")
     inter = _read_atomic(inter_path)
+    inter.drop_bad = drop_bad_rows
     inter.require(["user_id", "item_id"])
     rows = pd.DataFrame({"user_id": as_str(inter.frame["user_id"]),
                          "item_id": as_str(inter.frame["item_id"])})
@@ -74,6 +80,10 @@ def read_recbole(
     if "timestamp" in inter.frame.columns:
         rows["timestamp"] = inter.timestamps("timestamp")
 
+    builder = builder if builder is not None else DatasetBuilder(name)
+    if inter.bad:
+        note_bad_rows(builder, inter)
+        rows = rows[~inter.bad_rows()]
     items = None
     if item_path.exists():
         table = _read_atomic(item_path)
@@ -103,14 +113,16 @@ def read_recbole(
             "%s: %d of %d items have none of the listed genres; dropped with their %d "
             "interactions", item_path, int(unassigned.sum()), len(items), int(dropped.sum()),
         )
+        builder.note_dropped(f"{item_path.name}: items with none of the genres of the domain "
+                             f"rule ({int(unassigned.sum())} items), with their interactions",
+                             int(dropped.sum()))
         items, rows = items[~unassigned], rows[~dropped.to_numpy()]
         # rows in rule order, so that the built dataset lists the domains in that order
         order = {d: i for i, d in enumerate(_rule(domains))}
         rows = rows.iloc[np.argsort(rows["domain"].map(order).to_numpy(), kind="stable")]
-    builder = builder if builder is not None else DatasetBuilder(name)
     builder.add_interactions(rows, source=str(inter_path))
     if items is not None:
-        builder.add_items(items, source=str(item_path))
+        builder.add_items(items, source=str(item_path), where=table.where)
     return builder
 
 

@@ -15,7 +15,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,24 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
+def not_utf8(path: Path, e: Exception | None = None) -> DataError:
+    """A DataError naming the line and column of the first byte of ``path`` that is not UTF-8
+    (found by reading the file again, line by line, as bytes)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for line_no, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    col = len(raw[: bad.start].decode("utf-8")) + 1
+                    return DataError(f"{path}, line {line_no}, column {col}: not UTF-8 text "
+                                     f"(byte 0x{raw[bad.start]:02x}); save the file as UTF-8")
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        return DataError(f"{path}: cannot read ({err})")
+    return DataError(f"{path}: not UTF-8 text ({e}); save the file as UTF-8")
+
+
 def check_file(path: str | Path) -> Path:
     """The path as a ``Path``; DataError if it is missing, not a file, or empty."""
     path = Path(path)
@@ -74,6 +92,8 @@ class Table:
     sep: str = ","
     quote: bool = True
     lines: np.ndarray | None = None  # 1-based line of each row; found on demand for csv/tsv
+    drop_bad: bool = False  # bad values: record the rows in ``bad`` instead of raising
+    bad: dict[str, np.ndarray] = field(default_factory=dict)  # reason -> bool[n] rows to drop
 
     def where(self, row: int) -> str:
         """``"<path>, line N"`` for row ``row`` of the frame (``"row N"`` for Parquet)."""
@@ -96,52 +116,88 @@ class Table:
                     f"{self.path}: missing column {col!r}{hint} (columns found: {found})"
                 )
 
+    def reject(self, mask: np.ndarray, reason: str, col: str, problem: str) -> None:
+        """Rows ``mask`` hold bad values in ``col``: a DataError at the first
+        (``<where>: <col> <value> <problem>``), or, with ``drop_bad``, remember them under
+        ``reason`` for the reader to drop and count."""
+        if not mask.any():
+            return
+        if self.drop_bad:
+            self.bad[reason] = self.bad.get(reason, np.zeros(len(mask), dtype=bool)) | mask
+            return
+        row = int(np.flatnonzero(mask)[0])
+        value = str(self.frame[col].iloc[row]).strip()
+        raise DataError(f"{self.where(row)}: {col} {value!r} {problem} "
+                        f"({int(mask.sum())} such rows; --drop-bad-rows drops them)")
+
+    def bad_rows(self) -> np.ndarray:
+        """bool[n]: the rows some check rejected (all False without ``drop_bad``)."""
+        out = np.zeros(len(self.frame), dtype=bool)
+        for mask in self.bad.values():
+            out |= mask
+        return out
+
     def numbers(self, col: str) -> np.ndarray:
-        """Column as ``float64``; empty -> NaN; anything else that is not a number -> DataError."""
+        """Column as ``float64``; empty or ``nan`` -> NaN; anything else that is not a finite
+        number (text, ``inf``) -> DataError (or a bad row, then NaN, with ``drop_bad``)."""
         values = self.frame[col]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            return values.to_numpy(dtype=np.float64)
-        text = values.astype(str).str.strip()
-        out = pd.to_numeric(text.where(text != "", None), errors="coerce")
-        bad = out.isna().to_numpy() & (text != "").to_numpy() & (text.str.lower() != "nan")
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{self.where(row)}: {col} {text.iloc[row]!r} is not a number "
-                f"({int(bad.sum())} such rows)"
-            )
-        return out.to_numpy(dtype=np.float64)
+            out = values.to_numpy(dtype=np.float64, copy=True)
+        else:
+            text = values.astype(str).str.strip()
+            out = pd.to_numeric(text.where(text != "", None), errors="coerce").to_numpy(
+                dtype=np.float64, copy=True)
+            bad = np.isnan(out) & (text != "").to_numpy() & (text.str.lower() != "nan").to_numpy()
+            self.reject(bad, f"{col} not a number", col, "is not a number")
+        inf = np.isinf(out)
+        self.reject(inf, f"{col} not finite", col, "is not a finite number")
+        out[inf] = np.nan
+        return out
 
     def timestamps(self, col: str) -> np.ndarray:
         """Column as unix seconds ``int64``: numbers as they are, ISO dates converted (UTC unless
-        they carry an offset); empty -> 0; anything else -> DataError."""
+        they carry an offset); empty -> 0; anything else, and numbers that are not finite or do
+        not fit in 64 bits -> DataError (or a bad row, then 0, with ``drop_bad``)."""
         values = self.frame[col]
         if pd.api.types.is_datetime64_any_dtype(values):
             return _seconds(pd.to_datetime(values, utc=True))
         if pd.api.types.is_numeric_dtype(values):
-            return np.nan_to_num(values.to_numpy(dtype=np.float64)).astype(np.int64)
+            return self._whole_seconds(col, values.to_numpy(dtype=np.float64))
         text = values.astype(str).str.strip()
         num = pd.to_numeric(text, errors="coerce")
-        is_date = num.isna().to_numpy() & (text != "").to_numpy()
-        out = np.nan_to_num(num.to_numpy(dtype=np.float64)).astype(np.int64)
+        is_date = (num.isna().to_numpy() & (text != "").to_numpy()
+                   & (text.str.lower() != "nan").to_numpy())
+        out = self._whole_seconds(col, num.to_numpy(dtype=np.float64))
         if is_date.any():
             dates = pd.to_datetime(text[is_date], utc=True, format="ISO8601", errors="coerce")
-            if dates.isna().any():
-                row = int(np.flatnonzero(is_date)[np.flatnonzero(dates.isna().to_numpy())[0]])
-                raise DataError(
-                    f"{self.where(row)}: {col} {text.iloc[row]!r} is neither a number nor an "
-                    "ISO date (e.g. 2021-03-04 or 2021-03-04T10:20:30Z)"
-                )
-            out[is_date] = _seconds(dates)
+            wrong = np.zeros(len(out), dtype=bool)
+            wrong[np.flatnonzero(is_date)[dates.isna().to_numpy()]] = True
+            self.reject(wrong, f"{col} not a time", col, "is neither a number nor an ISO date "
+                        "(e.g. 2021-03-04 or 2021-03-04T10:20:30Z)")
+            out[is_date & ~wrong] = _seconds(dates[~dates.isna()])
         return out
+
+    def _whole_seconds(self, col: str, num: np.ndarray) -> np.ndarray:
+        """Numbers as int64; NaN -> 0; infinite or beyond int64 -> rejected (then 0)."""
+        wild = np.isinf(num) | (np.abs(np.nan_to_num(num)) >= _INT64_LIMIT)
+        self.reject(wild, f"{col} out of range", col,
+                    "is out of range (a time must be a finite number that fits in 64 bits)")
+        return np.where(np.isnan(num) | wild, 0.0, num).astype(np.int64)
+
+
+_INT64_LIMIT = float(2**63)
 
 
 def _seconds(dates: pd.Series) -> np.ndarray:
     return ((dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
 
 
+_FIELD_LIMIT = 1 << 30
+
+
 def csv_rows(path: Path, sep: str, quote: bool = True) -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) of every non-blank CSV record, with the csv module."""
+    csv.field_size_limit(_FIELD_LIMIT)  # a long title or review is a valid field
     with open_text(path) as f:
         quoting = csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
         reader = csv.reader(f, delimiter=sep, quoting=quoting)
@@ -154,7 +210,7 @@ def csv_rows(path: Path, sep: str, quote: bool = True) -> Iterator[tuple[int, li
         except csv.Error as e:
             raise DataError(f"{path}, line {reader.line_num}: {e}") from None
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}, after line {last}: not UTF-8 text ({e})") from None
+            raise not_utf8(path, e) from None
 
 
 def read_table(
@@ -204,16 +260,7 @@ def _read_delimited(path: Path, fmt: str, names: Sequence[str] | None, quote: bo
     if len(set(columns)) != len(columns):
         raise DataError(f"{path}, line {first[0]}: repeated column name in header {columns}")
     try:
-        arrow = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                column_names=columns, skip_rows=0 if names is not None else first[0]
-            ),
-            parse_options=pacsv.ParseOptions(delimiter=sep, quote_char='"' if quote else False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in columns}, strings_can_be_null=False
-            ),
-        )
+        arrow = _arrow_csv(path, columns, 0 if names is not None else first[0], sep, quote)
     except pa.ArrowInvalid as e:
         for line, fields in rows if names is None else csv_rows(path, sep, quote):
             if len(fields) != len(columns):
@@ -224,6 +271,27 @@ def _read_delimited(path: Path, fmt: str, names: Sequence[str] | None, quote: bo
         raise DataError(f"{path}: cannot parse as {fmt.upper()} ({e})") from None
     table.frame = arrow.to_pandas()
     return _nonempty(table)
+
+
+def _arrow_csv(path: Path, columns: list[str], skip: int, sep: str, quote: bool) -> pa.Table:
+    """pyarrow's CSV reader, all columns as text; a record longer than pyarrow's 1 MiB block
+    (a long title or review) is read again with blocks as large as the file (up to 1 GiB)."""
+    block = None
+    while True:
+        try:
+            return pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(column_names=columns, skip_rows=skip,
+                                               **({"block_size": block} if block else {})),
+                parse_options=pacsv.ParseOptions(delimiter=sep,
+                                                 quote_char='"' if quote else False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in columns}, strings_can_be_null=False),
+            )
+        except pa.ArrowInvalid as e:
+            if block is not None or "straddling" not in str(e):
+                raise
+            block = int(min(max(path.stat().st_size + 1, 1 << 20), 1 << 30))
 
 
 def iter_json_lines(
@@ -253,7 +321,9 @@ def iter_json_lines(
                         f"{type(obj).__name__}"
                     )
                 yield line_no, obj
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, e) from None
+    except (EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"{path}, after line {line_no}: cannot read ({e})") from None
 
 
@@ -266,13 +336,18 @@ def _literal(line: str) -> dict | None:
 
 
 def _read_json(path: Path) -> Table:
-    with open_text(path) as f:
-        head = f.read(4096).lstrip()
+    try:
+        with open_text(path) as f:
+            head = f.read(4096).lstrip()
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, e) from None
     plain_json = path.name.lower().removesuffix(".gz").endswith(".json")
     if plain_json and head.startswith("["):  # a JSON array of objects rather than JSON lines
         try:
             with open_text(path) as f:
                 records = json.load(f)
+        except UnicodeDecodeError as e:
+            raise not_utf8(path, e) from None
         except ValueError as e:
             raise DataError(f"{path}: invalid JSON ({e})") from None
         if not all(isinstance(r, dict) for r in records):

@@ -34,6 +34,7 @@ def read_tabular(
     format: str | None = None,
     name: str | None = None,
     builder: DatasetBuilder | None = None,
+    drop_bad_rows: bool = False,
 ) -> DatasetBuilder:
     """Add interactions (and optionally items and a predefined split) from your own files.
 
@@ -53,6 +54,9 @@ def read_tabular(
         format: ``csv``/``tsv``/``parquet``/``jsonl`` for every file, instead of the extensions.
         name: dataset name when a new builder is created (default: the file name).
         builder: add to this builder (to fuse several sources) instead of a new one.
+        drop_bad_rows: drop interaction rows with a bad rating or timestamp (not a number, not
+            finite, out of range) and count them in the cleaning report, instead of raising.
+            (Pass it to ``build`` too, for item rows in the wrong domain.)
 
     Returns:
         The builder; call ``.build(k_core=...)`` on it.
@@ -65,6 +69,7 @@ def read_tabular(
     if unknown:
         raise DataError(f"columns: unknown name(s) {unknown}; known: {', '.join(COLUMNS)}")
     inter = _load(interactions, format, mapping)
+    inter.drop_bad = drop_bad_rows
     need = ["user_id", "item_id"] + (["domain"] if domain is None else [])
     inter.require(need, mapping)
     rows = _interaction_rows(inter, domain)
@@ -74,6 +79,9 @@ def read_tabular(
         rows["part"] = _split_parts(_load(split, format, mapping), rows, domain, mapping)
     name = name or Path(interactions).name.split(".")[0]
     builder = builder if builder is not None else DatasetBuilder(name)
+    if inter.bad:
+        note_bad_rows(builder, inter)
+        rows = rows[~inter.bad_rows()]
     builder.add_interactions(rows, source=str(inter.path))
     if items is not None:
         table = _load(items, format, mapping)
@@ -83,8 +91,18 @@ def read_tabular(
         for col in ITEM_ATTRS:
             if col in table.frame.columns:
                 frame[col] = [join_text(v) for v in table.frame[col].to_numpy(dtype=object)]
-        builder.add_items(frame, source=str(table.path))
+        builder.add_items(frame, source=str(table.path), where=table.where)
     return builder
+
+
+def note_bad_rows(builder: DatasetBuilder, table: Table) -> None:
+    """Count the rows ``table`` rejected (``drop_bad``) in the builder's report, each row once,
+    under its first reason."""
+    seen = np.zeros(len(table.frame), dtype=bool)
+    for reason, mask in table.bad.items():
+        builder.note_dropped(f"{table.path.name}: rows with {reason} (--drop-bad-rows)",
+                             int((mask & ~seen).sum()))
+        seen |= mask
 
 
 def _load(path: str | Path, format: str | None, mapping: dict[str, str]) -> Table:
