@@ -23,6 +23,7 @@ from crossrec.atomic import atomic_directory
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import CrossrecError
 from crossrec.models.base import FitOptions, Query, Recommender
+from crossrec.paths import file_sha256
 
 if TYPE_CHECKING:
     from crossrec.serving.retrieval import RetrievalConfig, Retriever
@@ -32,14 +33,6 @@ BUNDLE_FORMAT = 1
 
 class BundleError(CrossrecError):
     """A bundle directory is missing, incomplete, tampered with, or of another format."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _files(root: Path) -> list[Path]:
@@ -108,7 +101,7 @@ def read_meta(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
         f = path / rel
         if not f.exists():
             raise BundleError(f"{path}: missing file {rel}")
-        if verify and _sha256(f) != digest:
+        if verify and file_sha256(f) != digest:
             raise BundleError(f"{path}: checksum mismatch for {rel} (modified or truncated)")
     return meta
 
@@ -156,7 +149,7 @@ class Bundle:
             (tmp / "config.json").write_text(json.dumps(self.config, indent=2, default=str))
             from crossrec import __version__
 
-            digests = {str(p.relative_to(tmp)): _sha256(p) for p in _files(tmp)}
+            digests = {str(p.relative_to(tmp)): file_sha256(p) for p in _files(tmp)}
             meta = {
                 "format_version": BUNDLE_FORMAT,
                 "crossrec_version": __version__,

@@ -36,7 +36,7 @@ def test_negatives_same_domain_and_not_positive() -> None:
     rng = np.random.default_rng(0)
     inter = data.interactions
     users, items = inter["user"].to_numpy(), inter["item"].to_numpy()
-    neg = model.sample_negatives(data, users, items, rng)
+    neg = model.sampler.sample(data, users, items, model.config.n_negatives, rng)
     assert neg.shape == (len(users), 3)
     assert (data.item_domain[neg] == data.item_domain[items][:, None]).all()
     positives = set(zip(users.tolist(), items.tolist(), strict=True))
@@ -51,7 +51,7 @@ def test_stages_follow_train_on() -> None:
         assert isinstance(stage, Stage)
         seen = set()
         for batch in model.batches(data, stage, np.random.default_rng(0)):
-            seen |= set(data.item_domain[batch.positives.numpy()].tolist())
+            seen |= set(data.item_domain[batch.items.numpy()].tolist())
         assert seen == domains
 
 

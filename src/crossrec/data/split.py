@@ -66,6 +66,24 @@ def _truth(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[TRUTH_COLUMNS].reset_index(drop=True)
 
 
+def _held_out(
+    dataset: MultiDomainDataset, is_valid: np.ndarray, is_test: np.ndarray, *, target: str,
+    name: str, params: dict, drop: np.ndarray | None = None,
+) -> Split:
+    """The split that holds out the rows ``is_valid`` / ``is_test`` (bool ``[n_interactions]``)
+    of ``dataset.interactions`` and trains on the rest (less ``drop``, when given)."""
+    inter = dataset.interactions
+    held = is_valid | is_test if drop is None else is_valid | is_test | drop
+    return Split(
+        train=dataset.with_interactions(inter[~held]),
+        valid=_truth(inter[is_valid]),
+        test=_truth(inter[is_test]),
+        target=target,
+        name=name,
+        params=params,
+    )
+
+
 def cold_start_users(
     dataset: MultiDomainDataset,
     source: str | Sequence[str],
@@ -109,14 +127,8 @@ def cold_start_users(
     is_test = in_target & (role_of == 2)
     params = {"sources": list(sources), "ratio": ratio, "valid_share": valid_share, "seed": seed,
               "overlap_users": len(overlap), "cold_users": len(cold)}
-    return Split(
-        train=dataset.with_interactions(inter[~(is_valid | is_test)]),
-        valid=_truth(inter[is_valid]),
-        test=_truth(inter[is_test]),
-        target=target,
-        name=f"cold_start_users(ratio={ratio})",
-        params=params,
-    )
+    return _held_out(dataset, is_valid, is_test, target=target,
+                     name=f"cold_start_users(ratio={ratio})", params=params)
 
 
 def leave_one_out(dataset: MultiDomainDataset, domain: str, *, min_interactions: int = 3) -> Split:
@@ -163,15 +175,9 @@ def temporal(
     is_test = in_dom & (ts > t_test)
     is_valid = in_dom & (ts > t_valid) & ~is_test
     future = ~in_dom & (ts > t_valid)
-    return Split(
-        train=dataset.with_interactions(inter[~(is_test | is_valid | future)]),
-        valid=_truth(inter[is_valid]),
-        test=_truth(inter[is_test]),
-        target=domain,
-        name="temporal",
-        params={"valid_frac": valid_frac, "test_frac": test_frac,
-                "valid_cut": int(t_valid), "test_cut": int(t_test)},
-    )
+    return _held_out(dataset, is_valid, is_test, target=domain, name="temporal", drop=future,
+                     params={"valid_frac": valid_frac, "test_frac": test_frac,
+                             "valid_cut": int(t_valid), "test_cut": int(t_test)})
 
 
 def predefined(dataset: MultiDomainDataset, target: str) -> Split:
@@ -233,14 +239,8 @@ def cold_start_items(
     params = {"ratio": ratio, "valid_share": valid_share, "seed": seed,
               "active_items": len(active), "held_out_items": len(held),
               "valid_items": len(valid_items), "test_items": len(test_items)}
-    return Split(
-        train=dataset.with_interactions(inter[~(is_valid | is_test)]),
-        valid=_truth(inter[is_valid]),
-        test=_truth(inter[is_test]),
-        target=domain,
-        name=f"cold_start_items(ratio={ratio})",
-        params=params,
-    )
+    return _held_out(dataset, is_valid, is_test, target=domain,
+                     name=f"cold_start_items(ratio={ratio})", params=params)
 
 
 def new_domain(

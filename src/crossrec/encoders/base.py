@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import string
 from collections.abc import Iterator, Sequence
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from crossrec.errors import ConfigError
+from crossrec.paths import file_sha256
 
 if TYPE_CHECKING:
     from crossrec.data.dataset import MultiDomainDataset
@@ -98,15 +98,6 @@ class EncoderSpec:
             if got != want:
                 raise ConfigError(f"encoder {self.name!r}: {f} has sha256 {got}, "
                                   f"expected {want} (altered or truncated file)")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 ENCODERS: dict[str, EncoderSpec] = {

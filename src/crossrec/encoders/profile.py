@@ -152,7 +152,7 @@ def load_model(path: Path) -> tuple[Any, Any]:
     Cached (one model per process): loading de-quantises every tensor (tens of seconds on a
     busy CPU).
     """
-    from crossrec.encoders.base import file_sha256
+    from crossrec.paths import file_sha256
 
     got = file_sha256(path)
     if got != GGUF_SHA256:

@@ -58,9 +58,9 @@ from torch import nn
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import DataError
 from crossrec.models.base import FactorConfig, FitOptions, Query, Stage, TorchRecommender
-from crossrec.models.baselines.bpr import positive_keys
-from crossrec.models.cross.cmf import FactorBatch, factor_batches
+from crossrec.models.factor import FactorBatch, factor_batches
 from crossrec.models.history import check_query, masked_mean, select_history, training_histories
+from crossrec.models.sampling import NegativeSampler
 
 CrossKind = Literal["shared", "transpose", "separate", "none"]
 
@@ -153,7 +153,7 @@ class CoNet(TorchRecommender):
 
     def __init__(self, config: CoNetConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self._keys: tuple[int, np.ndarray] | None = None  # (id(train), positive keys)
+        self.sampler = NegativeSampler()
         self.sources: tuple[str, ...] = ()
 
     def build(self, train: MultiDomainDataset, options: FitOptions) -> None:
@@ -258,11 +258,9 @@ class CoNet(TorchRecommender):
         """Shuffled target and source interactions with negatives from the positive's domain;
         source rows weigh ``source_weight``."""
         c = self.config
-        if self._keys is None or self._keys[0] != id(train):
-            self._keys = (id(train), positive_keys(train))
         weights = {s: c.source_weight for s in self.sources}
         yield from factor_batches(train, stage.domains, "bpr", stage.batch_size,
-                                  c.n_negatives, self._keys[1], rng, weights)
+                                  c.n_negatives, self.sampler, rng, weights)
 
     def loss(self, batch: FactorBatch, stage: str) -> torch.Tensor:
         """Weighted ranking loss of both roles + L2 on the batch's embeddings + cross penalty."""

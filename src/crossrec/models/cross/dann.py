@@ -44,11 +44,11 @@ from crossrec.models.base import (
     TorchRecommender,
     with_column,
 )
-from crossrec.models.baselines.bpr import positive_keys
-from crossrec.models.cross.cmf import FactorBatch, factor_batches
+from crossrec.models.factor import FactorBatch, factor_batches
 from crossrec.models.history import check_query, masked_mean, select_history, training_histories
 from crossrec.models.layers import MLP
 from crossrec.models.objective import RankingObjective, sampled_ranking_loss
+from crossrec.models.sampling import NegativeSampler
 
 
 class DANNConfig(FactorConfig):
@@ -132,7 +132,7 @@ class DANN(TorchRecommender):
 
     def __init__(self, config: DANNConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self._keys: tuple[int, np.ndarray] | None = None  # (id(train), positive keys)
+        self.sampler = NegativeSampler()
         self._epochs_done = 0  # epochs of the training stage so far (for the ramp)
 
     def source_domains(self) -> tuple[str, ...]:
@@ -180,8 +180,6 @@ class DANN(TorchRecommender):
                 rng: np.random.Generator) -> Iterator[DANNBatch]:
         """Shuffled target interactions with negatives, plus users for the alignment term."""
         c = self.config
-        if self._keys is None or self._keys[0] != id(train):
-            self._keys = (id(train), positive_keys(train))
         with_source = np.flatnonzero((self.source_history[:, -1] >= 0).cpu().numpy())
         with_target = np.flatnonzero((self.target_history[:, -1] >= 0).cpu().numpy())
         align = c.alignment != "none" and min(len(with_source), len(with_target)) >= 2
@@ -189,7 +187,7 @@ class DANN(TorchRecommender):
         n_batches = -(-int(np.isin(train.interactions["domain"].to_numpy(), [
             train.info.domain_index(d) for d in stage.domains]).sum()) // stage.batch_size)
         batches = factor_batches(train, stage.domains, "bpr", stage.batch_size, c.n_negatives,
-                                 self._keys[1], rng)
+                                 self.sampler, rng)
         for step, inter in enumerate(batches):
             if not align:
                 yield DANNBatch(inter, empty, empty)

@@ -41,8 +41,7 @@ from crossrec.models.base import (
     choose_on_validation,
     with_column,
 )
-from crossrec.models.baselines.bpr import positive_keys
-from crossrec.models.cross.cmf import (
+from crossrec.models.factor import (
     FactorBatch,
     check_users,
     domain_means,
@@ -51,6 +50,7 @@ from crossrec.models.cross.cmf import (
     fold_in,
     item_rows,
 )
+from crossrec.models.sampling import NegativeSampler
 
 
 class EMCDRConfig(FactorConfig):
@@ -100,7 +100,7 @@ class EMCDR(TorchRecommender):
 
     def __init__(self, config: EMCDRConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self._keys: tuple[int, np.ndarray] | None = None  # (id(train), positive keys)
+        self.sampler = NegativeSampler()
 
     def build(self, train: MultiDomainDataset, options: FitOptions) -> None:
         c, d = self.config, self.config.embedding_size
@@ -177,10 +177,8 @@ class EMCDR(TorchRecommender):
                 yield torch.from_numpy(users[order[start : start + stage.batch_size]])
             return
         c = self.config
-        if self._keys is None or self._keys[0] != id(train):
-            self._keys = (id(train), positive_keys(train))
         yield from factor_batches(train, stage.domains, c.objective, stage.batch_size,
-                                  c.n_negatives, self._keys[1], rng)
+                                  c.n_negatives, self.sampler, rng)
 
     def loss(self, batch: FactorBatch | torch.Tensor, stage: str) -> torch.Tensor:
         """MF loss of the stage's side, or the mapping's MSE ``|f(u_src) - u_tgt|²``."""

@@ -46,8 +46,8 @@ from crossrec.models.base import (
     TorchRecommender,
     with_column,
 )
-from crossrec.models.baselines.bpr import BPR
-from crossrec.models.cross.cmf import domain_means, item_rows
+from crossrec.models.factor import domain_means, item_rows
+from crossrec.models.sampling import NegativeSampler
 
 
 class PTUPCDRConfig(FactorConfig):
@@ -150,14 +150,10 @@ class PTUPCDR(TorchRecommender):
     Config = PTUPCDRConfig
     name = "ptupcdr"
     config: PTUPCDRConfig
-    # BPR's sampler: uniform negatives from the positive's domain, avoiding training positives
-    # (it reads only ``config.n_negatives`` and ``_positive_keys``).
-    sample_negatives = BPR.sample_negatives
-    _keys = BPR._keys
 
     def __init__(self, config: PTUPCDRConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self._positive_keys: tuple[int, np.ndarray] | None = None
+        self.sampler = NegativeSampler()  # uniform negatives from the positive's domain
         self._cache: tuple[int, torch.Tensor, torch.Tensor, np.ndarray] | None = None
 
     def build(self, train: MultiDomainDataset, options: FitOptions) -> None:
@@ -238,7 +234,8 @@ class PTUPCDR(TorchRecommender):
             u, i = users[idx], items[idx]
             batch = PTUPCDRBatch(torch.from_numpy(u), torch.from_numpy(i))
             if self.config.objective == "bpr":
-                batch.negatives = torch.from_numpy(self.sample_negatives(train, u, i, rng))
+                batch.negatives = torch.from_numpy(
+                    self.sampler.sample(train, u, i, self.config.n_negatives, rng))
             else:
                 batch.ratings = torch.from_numpy(ratings[idx])
             if stage.name == "meta":

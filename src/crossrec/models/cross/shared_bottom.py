@@ -35,8 +35,7 @@ from crossrec.models.base import (
     TorchRecommender,
     with_column,
 )
-from crossrec.models.baselines.bpr import positive_keys
-from crossrec.models.cross.cmf import FactorBatch, factor_batches
+from crossrec.models.factor import FactorBatch, factor_batches
 from crossrec.models.history import (
     check_query,
     masked_mean,
@@ -45,6 +44,7 @@ from crossrec.models.history import (
 )
 from crossrec.models.layers import MLP
 from crossrec.models.objective import RankingObjective, sampled_ranking_loss
+from crossrec.models.sampling import NegativeSampler
 
 
 class SharedBottomConfig(FactorConfig):
@@ -99,7 +99,7 @@ class SharedBottom(TorchRecommender):
 
     def __init__(self, config: SharedBottomConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self._keys: tuple[int, np.ndarray] | None = None  # (id(train), positive keys)
+        self.sampler = NegativeSampler()
 
     def build(self, train: MultiDomainDataset, options: FitOptions) -> None:
         c, d = self.config, self.config.embedding_size
@@ -163,10 +163,8 @@ class SharedBottom(TorchRecommender):
         """Shuffled interactions of every domain, with negatives from the positive's domain and
         a ``[b]`` bool: whether the example's own domain is dropped from its history."""
         c = self.config
-        if self._keys is None or self._keys[0] != id(train):
-            self._keys = (id(train), positive_keys(train))
         for inter in factor_batches(train, stage.domains, "bpr", stage.batch_size,
-                                    c.n_negatives, self._keys[1], rng, c.domain_weights):
+                                    c.n_negatives, self.sampler, rng, c.domain_weights):
             dropped = rng.random(len(inter.users)) < c.domain_dropout
             yield inter, torch.from_numpy(dropped)
 
