@@ -11,8 +11,10 @@ field (``body.k: ...``); an oversized body gets 413. Logs carry a keyed hash of 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import math
 import os
 import secrets
 import time
@@ -26,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 
 from crossrec.bundle import Bundle, BundleError, Recommendation
 from crossrec.errors import ConfigError, DataError
-from crossrec.serving.auth import KeyRing, presented_key, user_hash
+from crossrec.serving.auth import KeyRing, digest, presented_key, user_hash
 from crossrec.serving.batching import RecommendBatcher
 from crossrec.serving.events import Event, EventStore, open_event_store
 from crossrec.serving.metrics import ServeMetrics
@@ -113,17 +115,117 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-class Observe:
-    """ASGI middleware: request count, latency and errors per route; one log line each."""
+ABORTED = 499  # status recorded for a request whose client went away before any answer
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # the routes that need no API key
 
-    def __init__(self, app: Any, metrics: ServeMetrics, paths: frozenset[str]) -> None:
-        self.app, self.metrics, self.paths = app, metrics, paths
+
+async def _answer(send: Any, status: int, msg: str, headers: dict[str, str] | None = None
+                  ) -> None:
+    """A JSON error answer sent straight from ASGI middleware (before the app runs)."""
+    body = JSONResponse({"detail": msg, "message": msg}, status_code=status, headers=headers)
+    await body({"type": "http"}, None, send)
+
+
+class Gate:
+    """ASGI middleware, in front of the body limit and the app: the header size cap (431), the
+    API key (401 / 403) and the per-key rate limit (429 with ``Retry-After``), all decided on
+    the headers alone, so that the body of a request without a valid key is never read or
+    parsed."""
+
+    def __init__(self, app: Any, settings: ServeSettings, keys: KeyRing, admin_keys: KeyRing
+                 ) -> None:
+        self.app, self.settings = app, settings
+        self.keys, self.admin_keys = keys, admin_keys
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start, status = time.perf_counter(), 500
+        headers = scope["headers"]
+        size = sum(len(k) + len(v) + 4 for k, v in headers)
+        if size > self.settings.max_header_bytes:
+            await _answer(send, 431, f"request headers larger than "
+                          f"{self.settings.max_header_bytes} bytes")
+            return
+        if scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        who = None
+        if self.settings.auth:
+            h = {k.lower(): v for k, v in headers if k.lower() in (b"authorization",
+                                                                     b"x-api-key")}
+            key = presented_key(h.get(b"authorization", b"").decode("latin-1") or None,
+                                h.get(b"x-api-key", b"").decode("latin-1") or None)
+            if key is None:
+                await _answer(send, 401, "missing API key: send 'Authorization: Bearer <key>' "
+                              "or 'X-API-Key: <key>'", {"WWW-Authenticate": "Bearer"})
+                return
+            if not (self.keys.check(key) or self.admin_keys.check(key)):
+                await _answer(send, 403, "invalid API key")
+                return
+            who = digest(key)
+        else:
+            client = scope.get("client") or ("-", 0)
+            who = str(client[0]).encode()
+        wait = self.limiter.take(who)
+        if wait > 0:
+            await _answer(send, 429, f"rate limit: at most {self.settings.rate_limit_per_second:g} "
+                          f"requests per second per key (burst {self.settings.rate_limit_burst})",
+                          {"Retry-After": str(max(1, math.ceil(wait)))})
+            return
+        await self.app(scope, receive, send)
+
+
+class RateLimiter:
+    """Token buckets, one per key (per client address without auth): ``rate`` tokens a second,
+    at most ``burst``; ``rate`` 0 turns the limit off. Only keys that passed the check get a
+    bucket; without auth the oldest buckets are forgotten beyond ``max_buckets``."""
+
+    def __init__(self, rate: float, burst: int, max_buckets: int = 10_000) -> None:
+        self.rate, self.burst, self.max_buckets = float(rate), int(burst), max_buckets
+        self._buckets: dict[bytes, tuple[float, float]] = {}  # key -> (tokens, time)
+
+    def take(self, who: bytes, now: float | None = None) -> float:
+        """0 when a request may go (a token is taken), else the seconds until one may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(who, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if len(self._buckets) >= self.max_buckets:
+            self._buckets.pop(next(iter(self._buckets)))
+        if tokens >= 1.0:
+            self._buckets[who] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[who] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+class Observe:
+    """ASGI middleware: request count, latency and errors per route; one log line each.
+
+    A request that ends without an answer because its client went away (a disconnect seen, or
+    the app cancelled) is recorded as status 499 and in ``crossrec_http_aborted_total``, not
+    as a server error; only an exception of the app with the client still there is a 500.
+    """
+
+    def __init__(self, app: Any, metrics: ServeMetrics, paths: frozenset[str]) -> None:
+        self.app, self.metrics, self.paths = app, metrics, paths
+
+    def _route(self, scope: dict) -> str:
+        """The route template; for an answer given before routing (413, 401, 429), the path
+        if it is a route's, else "unmatched"."""
+        route = getattr(scope.get("route"), "path", None)
+        if route is None:
+            route = scope["path"] if scope["path"] in self.paths else "unmatched"
+        return route
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status, gone = time.perf_counter(), None, False
 
         async def send_status(message: dict) -> None:
             nonlocal status
@@ -131,13 +233,26 @@ class Observe:
                 status = message["status"]
             await send(message)
 
+        async def watch(message_source: Any = receive) -> dict:
+            nonlocal gone
+            message = await message_source()
+            if message["type"] == "http.disconnect":
+                gone = True
+            return message
+
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, watch, send_status)
+        except BaseException as e:
+            if status is None and (gone or isinstance(e, asyncio.CancelledError | OSError)):
+                gone = True
+            raise
         finally:
+            if status is None:
+                status = ABORTED if gone else 500
             seconds = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None)
-            if route is None:  # answered before routing (413) or no such route
-                route = scope["path"] if scope["path"] in self.paths else "unmatched"
+            route = self._route(scope)
+            if status == ABORTED:
+                self.metrics.aborted.labels(route=route).inc()
             self.metrics.observe(route, scope["method"], status, seconds)
             log.info("%s %s %d %.1fms user=%s", scope["method"], route, status, seconds * 1e3,
                      scope.get(USER_KEY, "-"))
@@ -385,8 +500,11 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return Status(status="ready", model_version=reloader.current.bundle.version)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(Observe, metrics=metrics,
-                       paths=frozenset(getattr(r, "path", "") for r in app.routes))
+    app.add_middleware(Gate, settings=settings, keys=keys, admin_keys=admin_keys)
+    # the routers' own routes: FastAPI may keep an included router as one opaque entry
+    paths = frozenset(getattr(r, "path", "") for r in [*app.routes, *api.routes,
+                                                         *admin.routes])
+    app.add_middleware(Observe, metrics=metrics, paths=paths)
     return app
 
 

@@ -5,6 +5,8 @@ Exposed names (scrape ``GET /metrics``):
 - ``crossrec_http_requests_total{route,method,status}`` and
   ``crossrec_http_request_duration_seconds{route}`` (histogram): every request.
 - ``crossrec_http_errors_total{route}``: responses with a 5xx status.
+- ``crossrec_http_aborted_total{route}``: requests whose client went away before the answer
+  (recorded with status 499; not errors).
 - ``crossrec_recommendations_total{domain,strategy,basis}``: answered recommendation
   requests; the fallback rate is the ``strategy="popular_fallback"`` share.
 - ``crossrec_recommend_users_total{domain,user}``: ``user`` is ``known`` (in the bundle's
@@ -45,6 +47,9 @@ class ServeMetrics:
                                  registry=r)
         self.errors = Counter("crossrec_http_errors", "Responses with a 5xx status", ("route",),
                               registry=r)
+        self.aborted = Counter("crossrec_http_aborted", "Requests whose client went away "
+                               "before the answer (status 499, not an error)", ("route",),
+                               registry=r)
         self.recommendations = Counter("crossrec_recommendations", "Recommendations answered",
                                        ("domain", "strategy", "basis"), registry=r)
         self.users = Counter("crossrec_recommend_users",

@@ -28,6 +28,16 @@ class ServeSettings(BaseModel):
         events: where ``POST /events`` stores interactions: a SQLite file path (the embedded
             default) or a ``postgresql://`` URL.
         max_body_bytes: requests with a larger body get 413.
+        max_header_bytes: requests with larger headers (all of them together) get 431; also
+            the HTTP parser's limit (``uvicorn_options``).
+        rate_limit_per_second: requests a second each API key may make (per worker process),
+            beyond ``rate_limit_burst`` at once; more get 429 with ``Retry-After``. Without
+            auth, per client address. 0 turns the limit off.
+        rate_limit_burst: requests a key may make at once before the rate applies.
+        header_timeout_s: seconds a connection may take to send its request headers, and to
+            stay idle between keep-alive requests, before it is closed (slow clients cut).
+        max_connections: concurrent connections (and tasks) per worker; beyond, 503.
+        tls_cert / tls_key: PEM certificate and key: serve HTTPS with uvicorn's own TLS.
         max_k: the largest ``k`` a request may ask for.
         max_history: the most history items a request may carry.
         max_batch_events: the most events one ``POST /events`` may carry.
@@ -50,6 +60,13 @@ class ServeSettings(BaseModel):
     admin_keys_env: str = ADMIN_KEYS_ENV
     events: str = "events.sqlite"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    rate_limit_per_second: float = Field(1000.0, ge=0)
+    rate_limit_burst: int = Field(2000, ge=1)
+    header_timeout_s: float = Field(10.0, gt=0, le=600)
+    max_connections: int = Field(1000, ge=1)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     max_k: int = Field(100, ge=1, le=10_000)
     max_history: int = Field(500, ge=1)
     max_batch_events: int = Field(1000, ge=1)
@@ -57,3 +74,28 @@ class ServeSettings(BaseModel):
     batch_users: int = Field(32, ge=1, le=1024)
     log_key_env: str = LOG_KEY_ENV
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+
+    def uvicorn_options(self) -> dict[str, object]:
+        """Keyword arguments of ``uvicorn.run`` / ``uvicorn.Config`` that bound what one
+        connection may hold: the h11 parser (whose incomplete-request limit caps the headers),
+        the keep-alive and header timeout, the connection cap, and TLS when both files are set.
+
+        Raises:
+            ConfigError: only one of ``tls_cert`` / ``tls_key``, or a file that is missing.
+        """
+        from crossrec.errors import ConfigError
+
+        opts: dict[str, object] = {
+            "http": "h11",
+            "h11_max_incomplete_event_size": self.max_header_bytes,
+            "timeout_keep_alive": self.header_timeout_s,
+            "limit_concurrency": self.max_connections,
+        }
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both")
+        if self.tls_cert is not None and self.tls_key is not None:
+            for path in (self.tls_cert, self.tls_key):
+                if not Path(path).is_file():
+                    raise ConfigError(f"{path}: no such file (TLS certificate or key)")
+            opts["ssl_certfile"], opts["ssl_keyfile"] = str(self.tls_cert), str(self.tls_key)
+        return opts
