@@ -40,8 +40,9 @@ from rich.table import Table
 
 from crossrec.bundle import Bundle
 from crossrec.eval import metrics as M
+from crossrec.eval.topk import exact_top_k
 from crossrec.models.base import Query
-from crossrec.serving.retrieval import RetrievalConfig, Retriever, VectorIndex, exact_top_k
+from crossrec.serving.retrieval import RetrievalConfig, Retriever, VectorIndex
 
 VARIANTS = {
     "exact fp32 (torch)": RetrievalConfig(),

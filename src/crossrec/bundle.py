@@ -26,7 +26,7 @@ from crossrec.models.base import FitOptions, Query, Recommender
 from crossrec.paths import file_sha256
 
 if TYPE_CHECKING:
-    from crossrec.serving.retrieval import RetrievalConfig, Retriever
+    from crossrec.eval.topk import Retrieval, RetrievalSpec
 
 BUNDLE_FORMAT = 1
 
@@ -112,23 +112,21 @@ class Bundle:
     train: MultiDomainDataset
     config: dict[str, Any]
     version: str = "unsaved"  # set by save / load (content hash of the files)
-    retrieval: Retriever | None = field(default=None, repr=False)  # None: exact scoring
+    retrieval: Retrieval | None = field(default=None, repr=False)  # None: exact scoring
 
     @property
     def target(self) -> str:
         return self.config["target"]
 
-    def use_retrieval(self, config: RetrievalConfig | None) -> Bundle:
+    def use_retrieval(self, config: RetrievalSpec | None) -> Bundle:
         """Find the top k through an index / compressed vectors / an int8 user encoder
         (``crossrec.serving.retrieval``); None or the default config: exact scoring.
 
         Builds the target's index now. ``quantize_user_encoder`` changes the model in place
         for good (a later ``use_retrieval(None)`` does not undo it).
         """
-        from crossrec.serving.retrieval import Retriever
-
         self.retrieval = (None if config is None or config.is_default
-                          else Retriever(self.model, self.train, self.target, config))
+                          else config.build(self.model, self.train, self.target))
         return self
 
     # ----------------------------------------------------------------- save / load
@@ -163,7 +161,7 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", verify: bool = True,
-             retrieval: RetrievalConfig | None = None) -> Bundle:
+             retrieval: RetrievalSpec | None = None) -> Bundle:
         """Rebuild the model through ``MODELS``; checks format version and checksums.
         ``retrieval``: see ``use_retrieval`` (default: exact scoring)."""
         from pydantic import ValidationError
@@ -239,7 +237,7 @@ class Bundle:
         """
         import torch
 
-        from crossrec.serving.retrieval import exact_top_k
+        from crossrec.eval.topk import exact_top_k
 
         domain = domain or self.target
         s = self.train.domain_items(domain)

@@ -32,8 +32,9 @@ from torch import Tensor
 from crossrec.data.split import Split
 from crossrec.errors import DataError
 from crossrec.eval import metrics as M
-from crossrec.eval.ranking import _batches, _model_device, _top
+from crossrec.eval.ranking import _batches, _model_device
 from crossrec.eval.result import EvalResult, summarize
+from crossrec.eval.topk import top_indices
 from crossrec.models.base import Query, Recommender
 
 Candidates = Literal["domain", "all", "both"]
@@ -96,7 +97,7 @@ def _rank_block(model: Recommender, split: Split, part: str, domains: Sequence[s
                                                                                dtype=torch.int64)
         other = c != t[r]  # the case's own truth item stays rankable
         scores[r[other], c[other]] = -torch.inf
-        top = _top(scores, length)
+        top = top_indices(scores, length)
         hits = top == t[:, None]
         cols = M.rank_metrics(hits, np.ones(len(t), np.int64), ks, metrics)
         if "mrr" in metrics:

@@ -1,9 +1,9 @@
 """Batched evaluation: full ranking (default), sampled ranking (labelled), rating error.
 
 Full ranking scores every item of the domain for a batch of users, masks what the user is known
-to have (training items, and the valid items when testing), takes the top ``max(ks)`` with
-``torch.topk`` and looks the returned items up in the truth — all on tensors, one batch at a
-time, so memory is bounded by ``batch_size x n_items(domain)`` and never users x items.
+to have (training items, and the valid items when testing), takes the top ``max(ks)`` (``topk``:
+ties to the lower index, as in serving) and looks the returned items up in the truth — all on
+tensors, one batch at a time, so memory is bounded by ``batch_size x n_items(domain)``.
 
 Masking happens in place on the tensor ``Recommender.score`` returns (it is a fresh tensor for
 every model that computes its scores); a view of another tensor, or a tensor that shares storage
@@ -29,6 +29,7 @@ from crossrec.errors import DataError
 from crossrec.eval import metrics as M
 from crossrec.eval.result import EvalResult, summarize
 from crossrec.eval.shard import check_shard, in_shard, mix64, stream
+from crossrec.eval.topk import top_indices
 from crossrec.models.base import Query, Recommender
 
 SAMPLE_BLOCK = 1024
@@ -122,6 +123,27 @@ def _score(model: Recommender, users: Tensor, domain: str, n_dom: int, device: t
     if not scores.is_floating_point():
         scores = scores.float()  # e.g. integer counts: masking needs -inf
     return _writable(scores.to(device), model)
+
+
+def _ranked(model: Recommender, users: Tensor, domain: str, n_dom: int, device: torch.device,
+            seen: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Scores ``[B, n_dom]`` with flat offsets ``seen`` at -inf; their top ``[B, length]``."""
+    scores = _score(model, users, domain, n_dom, device)
+    scores.view(-1).index_fill_(0, seen, -torch.inf)
+    return scores, top_indices(scores, length)
+
+
+def ranked_items(model: Recommender, split: Split, users: np.ndarray, k: int = 10, *,
+                 domain: str | None = None, part: str = "test") -> np.ndarray:
+    """The local items ``[U, min(k, n)]`` that ``evaluate(..., part=part)`` ranks first for
+    ``users`` (known items masked, the same top-k): what the metrics are computed on."""
+    domain, _, _ = _check_args(split, domain, part, [k], [], 1)
+    n_dom = split.train.info.n_domain_items(domain)
+    truth = _truth_csr(split, domain, part, (split.train.n_users, n_dom))
+    dev = _model_device(model)
+    seen = _CSRRows(_known(split, domain, part, truth)[users], dev).batch(slice(0, len(users)))
+    u = torch.as_tensor(users, dtype=torch.int64, device=dev)
+    return _ranked(model, u, domain, n_dom, dev, seen, min(k, n_dom))[1].cpu().numpy()
 
 
 def _check_args(split: Split, domain: str | None, part: str, ks: Sequence[int],
@@ -224,10 +246,8 @@ def evaluate(
          **({"auc": np.zeros(0)} if "auc" in metrics else {})}]
     for sl in _batches(len(eval_users), batch_size, progress, f"ranking {domain}"):
         u = torch.as_tensor(eval_users[sl], dtype=torch.int64, device=dev)
-        scores = _score(model, u, domain, n_dom, dev)
         seen, held = known_rows.batch(sl), truth_rows.batch(sl)
-        scores.view(-1).index_fill_(0, seen, -torch.inf)
-        top = _top(scores, length)
+        scores, top = _ranked(model, u, domain, n_dom, dev, seen, length)
         block = is_truth[: len(u) * n_dom]
         block.index_fill_(0, held, True)
         hits = torch.gather(block.view(len(u), n_dom), 1, top).cpu()
@@ -244,38 +264,6 @@ def evaluate(
         **{c: np.concatenate([part[c] for part in columns]) for c in columns[0]},
     })
     return EvalResult("full", domain, part, frame, summarize(frame), params)
-
-
-def _top(scores: Tensor, length: int) -> Tensor:
-    """Top ``length`` item indices per row ``[B, length]``; equal scores: lower index first.
-
-    ``torch.topk`` picks an arbitrary subset of the items tied at the cut-off; one extra
-    position tells which rows have such a tie, and only those rows are re-selected exactly.
-    """
-    n = scores.shape[1]
-    values, index = torch.topk(scores, min(length + 1, n), dim=1, sorted=True)
-    if torch.isnan(values[:, 0]).any():  # topk puts NaN first, so this sees every NaN row
-        raise ValueError("the model's scores contain NaN")
-    if length < n:
-        tied = (values[:, length] == values[:, length - 1]).nonzero().squeeze(1)
-        values, index = values[:, :length], index[:, :length].clone()
-        for chunk in tied.split(256):
-            _fill_ties(scores, values, index, chunk)
-    index, perm = torch.sort(index, dim=1)
-    values = torch.gather(values, 1, perm)
-    order = torch.sort(values, dim=1, descending=True, stable=True).indices
-    return torch.gather(index, 1, order)
-
-
-def _fill_ties(scores: Tensor, values: Tensor, index: Tensor, rows: Tensor) -> None:
-    """In ``rows``, give the slots holding the cut-off score to the lowest-index tied items."""
-    cut = values[rows, -1:]  # [R, 1]
-    above = (values[rows] > cut).sum(1)  # the first `above` slots are strictly higher
-    tie = scores[rows] == cut  # [R, N]
-    ordinal = torch.cumsum(tie, 1, dtype=torch.int32)
-    need = (values.shape[1] - above)[:, None]
-    r, col = (tie & (ordinal <= need)).nonzero(as_tuple=True)
-    index[rows[r], above[r] + ordinal[r, col].long() - 1] = col
 
 
 def _batch_auc(scores: Tensor, seen: Tensor, held: Tensor) -> np.ndarray:

@@ -82,6 +82,11 @@ class RetrievalConfig(BaseModel):
         return (f"{self.kind}/{self.vectors}"
                 + ("+int8-encoder" if self.quantize_user_encoder else ""))
 
+    def build(self, model: Recommender, train: MultiDomainDataset, target: str) -> Retriever:
+        """The ``Retriever`` this config describes for a fitted model (what
+        ``Bundle.use_retrieval`` calls; the target's index is built now)."""
+        return Retriever(model, train, target, self)
+
 
 def _faiss() -> Any:
     try:
@@ -253,34 +258,6 @@ class VectorIndex:
         return values, ids
 
 
-def exact_top_k(model: Recommender, queries: Sequence[Query], domain: str, k: int,
-                seen: Sequence[np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Top ``k`` by ``model.score`` over every item of ``domain`` (the default path).
-
-    Args:
-        model: the fitted model.
-        queries: the query batches; their rows are stacked in order.
-        domain: the domain scored.
-        k: items per row.
-        seen: per row, local indices of items to leave out (``-inf`` scores), or None.
-
-    Returns:
-        ``[B, k]`` scores (``-inf`` where an item was left out), ``[B, k]`` local item
-        indices, and ``bool [B]``: the row's scores are not all equal.
-    """
-    import torch
-
-    with torch.no_grad():
-        parts = [model.score(q, domain).float().cpu() for q in queries]
-    scores = torch.cat(parts) if len(parts) > 1 else parts[0]
-    lo, hi = torch.aminmax(scores, dim=1)  # one pass over the scores
-    informative = (hi > lo).numpy()
-    for r, items in enumerate(seen or ()):
-        scores[r, torch.as_tensor(items, dtype=torch.long)] = float("-inf")
-    top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-    return top.values, top.indices, informative
-
-
 def quantize_linear(model: Any) -> int:
     """Dynamic int8 quantisation (per-channel weights) of ``model``'s ``nn.Linear`` layers,
     in place; returns how many were quantised (0 for a model without any, or not torch).
@@ -366,9 +343,11 @@ class Retriever:
 
     def top_k(self, queries: Sequence[Query], domain: str, k: int,
               seen: Sequence[np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Same contract as ``exact_top_k``, through the domain's index (exact scoring for a
-        model without a two-tower view)."""
+        """Same contract as ``crossrec.eval.topk.exact_top_k``, through the domain's index
+        (exact scoring for a model without a two-tower view)."""
         if not self.factorised:
+            from crossrec.eval.topk import exact_top_k
+
             return exact_top_k(self.model, queries, domain, k, seen)
         import torch
 

@@ -11,8 +11,9 @@ The suite fits the model once per class on the synthetic two-domain data
 (``make_two_domain``) under a cold-start split of the target, then checks construction,
 config validation, score shapes and dtypes, batch == one-by-one scoring, ``state`` ->
 ``restore`` through safetensors, anonymous users with a ``Query.history``, the two-tower view
-(``retrieval_vectors``) where the model has one, determinism, and a
-known answer: a model that transfers must beat popularity on the cold-start test users.
+(``retrieval_vectors``) where the model has one, determinism, serving and evaluation ranking
+tied items alike, and a known answer: a model that transfers must beat popularity on the
+cold-start test users.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 
 from crossrec.data.split import Split, cold_start_users
 from crossrec.errors import DataError
+from crossrec.eval.topk import top_indices
 from crossrec.models.base import FitOptions, Query, Recommender
 from crossrec.testing.synthetic import make_two_domain
 
@@ -36,8 +38,9 @@ SOURCE, TARGET = "source", "target"
 def recall_at_k(model: Recommender, split: Split, k: int = 10, part: str = "test") -> float:
     """Mean Recall@k over the users of ``split``'s ``part`` truth in the target domain.
 
-    Full ranking of the target's items, training items of the user masked. Kept here (not in
-    ``crossrec.eval``) so the contract depends on nothing but the model interface.
+    Full ranking of the target's items, training items of the user masked, through the shared
+    top-k (``crossrec.eval.topk``); simpler than ``evaluate`` so the known answer depends on
+    little beyond the model interface.
     """
     truth = split.truth(part)
     train = split.train
@@ -50,7 +53,7 @@ def recall_at_k(model: Recommender, split: Split, k: int = 10, part: str = "test
     seen = train.user_items(split.target)[users].tocoo()
     scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(
         seen.col.astype(np.int64))] = -torch.inf
-    top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.numpy()
+    top = top_indices(scores, k).numpy()  # the tie rule of evaluation and serving
     row_of = {u: r for r, u in enumerate(users)}
     hits = np.zeros(len(users))
     sizes = np.zeros(len(users))
@@ -195,6 +198,33 @@ class RecommenderContract:
             torch.testing.assert_close(loaded.model.score(Query(users), domain).cpu(),
                                        fitted.score(Query(users), domain).cpu(),
                                        rtol=1e-6, atol=1e-6)
+
+    def test_serving_matches_evaluation_on_ties(self, fitted: Recommender, split: Split,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """``Bundle.recommend`` and evaluation return the same lists when scores tie (the
+        model's scores cut into groups of 4 equal values: lower item index first)."""
+        from crossrec.bundle import Bundle
+        from crossrec.eval.ranking import ranked_items
+
+        score = fitted.score
+
+        def tied(query: Query, domain: str) -> torch.Tensor:
+            order = torch.argsort(score(query, domain).float(), dim=1, descending=True,
+                                  stable=True)
+            return -(torch.argsort(order, dim=1) // 4).float()  # [B, n]: 0, 0, 0, 0, -1, ...
+
+        monkeypatch.setattr(fitted, "score", tied)
+        users = np.concatenate([np.unique(split.truth("valid")["user"].to_numpy())[:4],
+                                split.train.domain_users(TARGET)[:4]]).astype(np.int64)
+        evaluated = ranked_items(fitted, split, users, 10, part="valid")
+        config = {"model": {"name": self.model_cls.name}, "target": TARGET,
+                  "sources": [SOURCE], "seed": 0}
+        served = Bundle(fitted, split.train, config).recommend(
+            split.train.users.raw(users).tolist(), TARGET, k=10, exclude_seen=True)
+        start = split.train.domain_items(TARGET).start
+        for rec, row in zip(served, evaluated, strict=True):
+            assert rec.strategy == "model"
+            assert (np.asarray(rec.items) - start).tolist() == row.tolist()
 
     def test_history_query(self, fitted: Recommender, split: Split) -> None:
         src = split.train.domain_items(SOURCE)
