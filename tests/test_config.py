@@ -38,9 +38,10 @@ def test_load_and_defaults(tmp_path):
 
 
 def test_dotted_overrides(tmp_path):
-    cfg = load_config(write(tmp_path, BASE), ["eval.ks=[5]", "train.seeds=[7]", "split.ratio=0.5",
+    cfg = load_config(write(tmp_path, BASE), ["eval.ks=[5]", "train.seeds=[7]",
+                                              "split.min_interactions=2",
                                               "model.epochs=9", "models.0.name=itemknn"])
-    assert cfg.eval.ks == [5] and cfg.train.seeds == [7] and cfg.split.ratio == 0.5
+    assert cfg.eval.ks == [5] and cfg.train.seeds == [7] and cfg.split.min_interactions == 2
     specs = cfg.model_specs()
     assert specs[1]["epochs"] == 9  # broadcast only to models that have the field
     assert "epochs" not in specs[0] and specs[0]["name"] == "itemknn"
@@ -127,10 +128,46 @@ def test_a_misspelt_model_name_fails_at_load(tmp_path):
     ("models.x.name=pop", r"--set models.x.name: models is a list of 2 table\(s\); 'x'"),
     ("models.5.name=pop", r"--set models.5.name: .*'5' is not an index of it \(0 to 1\)"),
     ("data.path.x=1", "--set data.path.x: data.path is str 'x.csv', not a table"),
+    ("split.ratio=0.5", r"split.ratio: not a setting of split kind 'leave_one_out' \(target, "),
+    ("split.kind='cold_start_users'", None),
+    ("split.kind='cold_users'", "split: Input tag 'cold_users' found using 'kind'"),
+    ("split.min_interactions=0", "split.min_interactions: Input should be greater than"),
 ])
 def test_bad_settings_fail_at_load(tmp_path, override, match):
+    if match is None:  # a good setting: listed here as the partner of the bad ones
+        load_config(write(tmp_path, BASE), [override])
+        return
     with pytest.raises(ConfigError, match=match):
         load_config(write(tmp_path, BASE), [override])
+
+
+@pytest.mark.parametrize("kind, overrides, match", [
+    ("cold_start_users", ["split.ratio=1.0"], "split.ratio: Input should be less than 1"),
+    ("cold_start_users", ["split.ratio=0"], "split.ratio: Input should be greater than 0"),
+    ("cold_start_items", ["split.valid_share=1.5"], "split.valid_share: Input should be less"),
+    ("new_domain", ["split.ratio=0.2"], "split.ratio: not a setting of split kind 'new_domain'"),
+    ("temporal", ["split.valid_frac=0.5", "split.test_frac=0.5"],
+     r"valid_frac \+ test_frac must be < 1"),
+    ("temporal", ["split.n_shots=2"], "split.n_shots: not a setting of split kind 'temporal'"),
+    ("predefined", ["split.seed_follows_run=false"], "split.seed_follows_run: not a setting"),
+])
+def test_split_kinds_check_their_own_keys(tmp_path, kind, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, BASE), [f"split.kind='{kind}'", *overrides])
+
+
+def test_split_kinds_types_and_seeding(tmp_path):
+    from crossrec.config import ColdStartUsersSplit, TemporalSplit
+
+    users = load_config(write(tmp_path, BASE), ["split.kind='cold_start_users'",
+                                                "split.ratio=0.3"]).split
+    assert isinstance(users, ColdStartUsersSplit) and users.ratio == 0.3
+    assert users.redrawn_per_seed and users.split_seed(4) == 4
+    fixed = users.model_copy(update={"seed_follows_run": False})
+    assert not fixed.redrawn_per_seed and fixed.split_seed(4) == 0
+    cut = load_config(write(tmp_path, BASE), ["split.kind='temporal'"]).split
+    assert isinstance(cut, TemporalSplit) and not cut.redrawn_per_seed
+    assert "ratio" not in cut.model_dump()
 
 
 @pytest.mark.parametrize("override", ["train.device='cuda'", "train.device='cuda:1'",

@@ -13,7 +13,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,8 +27,10 @@ from pydantic import (
 from crossrec.errors import ConfigError
 from crossrec.paths import cache_dir, data_dir
 
-__all__ = ["DataConfig", "EncoderConfig", "EvalConfig", "ExperimentConfig", "SplitConfig",
-           "TrainConfig", "cache_dir", "data_dir", "load_config"]
+__all__ = ["ColdStartItemsSplit", "ColdStartUsersSplit", "DataConfig", "EncoderConfig",
+           "EvalConfig", "ExperimentConfig", "LeaveOneOutSplit", "NewDomainSplit",
+           "PredefinedSplit", "SplitConfig", "TemporalSplit", "TrainConfig", "cache_dir",
+           "data_dir", "load_config"]
 
 
 class _Strict(BaseModel):
@@ -46,22 +48,98 @@ class DataConfig(_Strict):
     domains: list[str] = Field(default_factory=list)  # keep only these (default: all)
 
 
-class SplitConfig(_Strict):
-    kind: Literal["cold_start_users", "leave_one_out", "temporal", "predefined",
-                  "cold_start_items", "new_domain"]
+class _Split(_Strict):
+    """Fields of every split kind: the target domain and the source role(s) of the models."""
+
     target: str
     source: list[str] = Field(default_factory=list)
-    ratio: float = 0.2
-    valid_share: float = 0.5
-    min_interactions: int = 3
-    valid_frac: float = 0.1
-    test_frac: float = 0.1
-    seed_follows_run: bool = True  # seeded kinds (cold users/items, new domain): new draw per seed
-    # few-shot target users (cold_start_users, predefined): each truth user keeps their first
-    # n_shots target interactions in training; truth = their rows after the first shot_pool
-    # (default n_shots), only users with more than shot_pool (crossrec.data.split.few_shot)
+
+    @property
+    def redrawn_per_seed(self) -> bool:
+        """Whether each run seed draws its own split (only seeded kinds can)."""
+        return False
+
+    def split_seed(self, run_seed: int) -> int:
+        """The seed the split is drawn with for ``run_seed`` (0 when it does not follow)."""
+        return 0
+
+
+class _Seeded(_Split):
+    """A split that draws (users or items) with a seed: a new draw per run seed by default."""
+
+    valid_share: float = Field(0.5, gt=0.0, lt=1.0)  # share of the held-out part in valid
+    seed_follows_run: bool = True
+
+    @property
+    def redrawn_per_seed(self) -> bool:
+        return self.seed_follows_run
+
+    def split_seed(self, run_seed: int) -> int:
+        return run_seed if self.seed_follows_run else 0
+
+
+class _FewShot(_Split):
+    """Few-shot target users: each truth user keeps their first ``n_shots`` target
+    interactions in training; truth = their rows after the first ``shot_pool`` (default
+    ``n_shots``), only users with more than ``shot_pool`` (``crossrec.data.split.few_shot``)."""
+
     n_shots: int = Field(0, ge=0)
     shot_pool: int | None = Field(None, ge=0)
+
+
+class ColdStartUsersSplit(_Seeded, _FewShot):
+    """A ``ratio`` of the users in source and target lose their target interactions."""
+
+    kind: Literal["cold_start_users"] = "cold_start_users"
+    ratio: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class ColdStartItemsSplit(_Seeded):
+    """A ``ratio`` of the target's items lose all their interactions (held out)."""
+
+    kind: Literal["cold_start_items"] = "cold_start_items"
+    ratio: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class NewDomainSplit(_Seeded):
+    """The target is new: no target interaction in training at all."""
+
+    kind: Literal["new_domain"] = "new_domain"
+
+
+class LeaveOneOutSplit(_Split):
+    """Per target user: the last interaction is test, the one before valid."""
+
+    kind: Literal["leave_one_out"] = "leave_one_out"
+    min_interactions: int = Field(3, ge=1)
+
+
+class TemporalSplit(_Split):
+    """A global time cut in the target: the latest ``test_frac`` test, ``valid_frac`` before."""
+
+    kind: Literal["temporal"] = "temporal"
+    valid_frac: float = Field(0.1, gt=0.0, lt=1.0)
+    test_frac: float = Field(0.1, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> TemporalSplit:
+        if self.valid_frac + self.test_frac >= 1.0:
+            raise ValueError(f"valid_frac + test_frac must be < 1, got {self.valid_frac} + "
+                             f"{self.test_frac}")
+        return self
+
+
+class PredefinedSplit(_FewShot):
+    """The split the source ships with (its ``part`` column)."""
+
+    kind: Literal["predefined"] = "predefined"
+
+
+# ``[split]``: one class per kind, chosen by ``kind``; a key of another kind is an error.
+# Seeded kinds (drawn anew per run seed unless seed_follows_run = false) derive from _Seeded.
+SplitConfig = Annotated[ColdStartUsersSplit | ColdStartItemsSplit | NewDomainSplit
+                        | LeaveOneOutSplit | TemporalSplit | PredefinedSplit,
+                        Field(discriminator="kind")]
 
 
 def _known_metrics() -> tuple[str, ...]:
@@ -220,6 +298,23 @@ def _message(err: dict[str, Any]) -> str:
     return err["msg"]
 
 
+_SPLITS = {c.model_fields["kind"].default: c for c in (
+    ColdStartUsersSplit, ColdStartItemsSplit, NewDomainSplit, LeaveOneOutSplit, TemporalSplit,
+    PredefinedSplit)}
+
+
+def _located(err: dict[str, Any]) -> str:
+    """``path: message`` for one error of ``ExperimentConfig``; a ``[split]`` error names the
+    key without the union's tag, and a key the kind does not have says which keys it has."""
+    loc = list(err["loc"])
+    if loc[:1] == ["split"] and len(loc) > 2 and loc[1] in _SPLITS:
+        kind = loc.pop(1)
+        if err["type"] == "extra_forbidden":
+            keys = ", ".join(f for f in _SPLITS[kind].model_fields if f != "kind")
+            return f"{'.'.join(map(str, loc))}: not a setting of split kind {kind!r} ({keys})"
+    return f"{'.'.join(map(str, loc))}: {_message(err)}" if loc else _message(err)
+
+
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     """Set ``a.b.0.c = value`` in ``tree`` (list elements by index).
 
@@ -297,6 +392,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return ExperimentConfig(**tree)
     except ValidationError as e:
         where = f"{path}: " if path else ""
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {_message(err)}" if err["loc"]
-                         else _message(err) for err in e.errors())
+        msgs = "; ".join(_located(err) for err in e.errors())
         raise ConfigError(f"{where}invalid config: {msgs}") from None

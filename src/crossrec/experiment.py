@@ -11,7 +11,17 @@ from typing import Any
 
 import pandas as pd
 
-from crossrec.config import DataConfig, ExperimentConfig, SplitConfig
+from crossrec.config import (
+    ColdStartItemsSplit,
+    ColdStartUsersSplit,
+    DataConfig,
+    ExperimentConfig,
+    LeaveOneOutSplit,
+    NewDomainSplit,
+    PredefinedSplit,
+    SplitConfig,
+    TemporalSplit,
+)
 from crossrec.data import split as splits
 from crossrec.data.dataset import FORMAT_VERSION, MultiDomainDataset
 from crossrec.errors import ConfigError, DataError
@@ -68,30 +78,25 @@ def make_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int = 0) -> 
     """Build the split a config asks for (seeded where the protocol draws anything), few-shot
     when ``n_shots`` or ``shot_pool`` is set."""
     split = _base_split(dataset, cfg, seed)
-    if cfg.n_shots or cfg.shot_pool:
-        if cfg.kind not in ("cold_start_users", "predefined"):
-            raise ConfigError(f"split.n_shots / shot_pool need cold truth users "
-                              f"(kind cold_start_users or predefined), not {cfg.kind!r}")
+    if isinstance(cfg, ColdStartUsersSplit | PredefinedSplit) and (cfg.n_shots or cfg.shot_pool):
         split = splits.few_shot(split, cfg.n_shots, cfg.shot_pool)
     return split
 
 
 def _base_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int) -> splits.Split:
-    if cfg.kind == "cold_start_users":
+    if isinstance(cfg, ColdStartUsersSplit):
         source = cfg.source or [d for d in dataset.domains if d != cfg.target]
         return splits.cold_start_users(dataset, source, cfg.target, cfg.ratio,
-                                       valid_share=cfg.valid_share,
-                                       seed=seed if cfg.seed_follows_run else 0)
-    if cfg.kind == "cold_start_items":
+                                       valid_share=cfg.valid_share, seed=cfg.split_seed(seed))
+    if isinstance(cfg, ColdStartItemsSplit):
         return splits.cold_start_items(dataset, cfg.target, cfg.ratio, valid_share=cfg.valid_share,
-                                       seed=seed if cfg.seed_follows_run else 0)
-    if cfg.kind == "new_domain":
+                                       seed=cfg.split_seed(seed))
+    if isinstance(cfg, NewDomainSplit):
         return splits.new_domain(dataset, cfg.target, cfg.source or None,
-                                 valid_share=cfg.valid_share,
-                                 seed=seed if cfg.seed_follows_run else 0)
-    if cfg.kind == "leave_one_out":
+                                 valid_share=cfg.valid_share, seed=cfg.split_seed(seed))
+    if isinstance(cfg, LeaveOneOutSplit):
         return splits.leave_one_out(dataset, cfg.target, min_interactions=cfg.min_interactions)
-    if cfg.kind == "temporal":
+    if isinstance(cfg, TemporalSplit):
         return splits.temporal(dataset, cfg.target, valid_frac=cfg.valid_frac,
                                test_frac=cfg.test_frac)
     return splits.predefined(dataset, cfg.target)
@@ -227,8 +232,7 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
     headline = headline_metric(cfg)
     per_seed, per_user, split_info = [], {}, {}
     protocol = "full"
-    seeded_split = (cfg.split.kind in ("cold_start_users", "cold_start_items", "new_domain")
-                    and cfg.split.seed_follows_run)
+    seeded_split = cfg.split.redrawn_per_seed
     split, fitted = None, {}
     for seed in cfg.train.seeds:
         if split is None or seeded_split:

@@ -3,11 +3,12 @@ at every n up to the pool; the rest of the split untouched."""
 
 import numpy as np
 import pandas as pd
+import pydantic
 import pytest
 
-from crossrec.config import SplitConfig
+from crossrec.config import ColdStartUsersSplit, LeaveOneOutSplit
 from crossrec.data.split import cold_start_users, few_shot, leave_one_out
-from crossrec.errors import ConfigError, DataError
+from crossrec.errors import DataError
 from crossrec.experiment import make_split
 from crossrec.testing import make_two_domain
 
@@ -66,9 +67,9 @@ def test_few_shot_needs_cold_truth_users_and_a_sane_pool(base):
 
 def test_split_config_asks_for_few_shot():
     ds = make_two_domain(seed=2)
-    cfg = SplitConfig(kind="cold_start_users", target="target", source=["source"], ratio=0.3,
-                      n_shots=2, shot_pool=3)
+    cfg = ColdStartUsersSplit(target="target", source=["source"], ratio=0.3, n_shots=2,
+                              shot_pool=3)
     split = make_split(ds, cfg, seed=1)
     assert split.params["n_shots"] == 2 and split.params["shot_pool"] == 3
-    with pytest.raises(ConfigError, match="need cold truth users"):
-        make_split(ds, SplitConfig(kind="leave_one_out", target="target", n_shots=1))
+    with pytest.raises(pydantic.ValidationError, match="n_shots"):  # no cold truth users
+        LeaveOneOutSplit(target="target", n_shots=1)

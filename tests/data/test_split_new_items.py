@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from crossrec.config import SplitConfig
+from crossrec.config import ColdStartItemsSplit, NewDomainSplit
 from crossrec.data.split import cold_start_items, new_domain
 from crossrec.errors import DataError
 from crossrec.experiment import make_split
@@ -74,11 +74,10 @@ def test_bad_arguments_name_the_field(data) -> None:
 
 
 def test_make_split_hooks(data) -> None:
-    items = make_split(data, SplitConfig(kind="cold_start_items", target="target"), seed=1)
+    items = make_split(data, ColdStartItemsSplit(target="target"), seed=1)
     assert items.name.startswith("cold_start_items")
     assert items.params["seed"] == 1
-    fixed = SplitConfig(kind="new_domain", target="target", valid_share=0.3,
-                        seed_follows_run=False)
+    fixed = NewDomainSplit(target="target", valid_share=0.3, seed_follows_run=False)
     new = make_split(data, fixed, seed=5)
     assert new.name == "new_domain" and new.params["seed"] == 0
     assert new.params["sources"] == ["source"]
