@@ -219,7 +219,7 @@ def start_server(bundle: Path, work: Path, workers: int,
     cmd = [sys.executable, "-c", "from crossrec.cli import app; app()", "serve", str(bundle),
            "--port", str(port), "--keys-file", str(work / "keys"), "--admin-keys-file",
            str(work / "keys"), "--events",
-           str(work / f"events-{port}.sqlite"), "--log-level", "warning", "--workers",
+           str(work / f"events-{port}.sqlite"), "--log-level", "warning", "--processes",
            str(workers), *extra]
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)

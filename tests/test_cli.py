@@ -202,3 +202,61 @@ def test_evaluate_follows_the_next_item_protocol(tmp_path, prepared):
     r = invoke("evaluate", str(out / "bundle"))
     assert r.exit_code == 0, r.output
     assert "next-item/all" in r.output
+
+
+def test_model_chosen_by_label_name_or_index(tmp_path, prepared):
+    from crossrec.cli import _model_index
+    from crossrec.config import load_config
+
+    cfg = load_config(experiment(tmp_path, prepared, MODELS))
+    assert _model_index(cfg, "itemknn(train_on=all)") == 1
+    assert _model_index(cfg, "bpr") == 2 and _model_index(cfg, "0") == 0
+    out = tmp_path / "run"
+    r = invoke("train", str(tmp_path / "exp.toml"), "--model", "itemknn(train_on=all)",
+               "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "itemknn(train_on=all) on " in r.output  # the table title names the model
+    r = invoke("train", str(tmp_path / "exp.toml"), "--model", "ease")
+    assert r.exit_code == 2 and "no model table of cli has that name or label" in r.output
+    assert "itemknn(train_on=all)" in r.output
+    r = invoke("train", str(tmp_path / "exp.toml"), "--model", "7")
+    assert r.exit_code == 2 and "3 model table(s)" in r.output
+
+
+def test_help_renders_arguments_without_markup():
+    from crossrec.data.sources import READERS
+
+    r = invoke("prepare", "--help")
+    assert r.exit_code == 0
+    assert all(name in r.output for name in READERS)  # FORMAT's valid values
+    assert "Output dataset directory" in r.output  # an argument's help
+    for command in ("train", "benchmark", "serve", "recommend", "evaluate", "update"):
+        r = invoke(command, "--help")
+        assert r.exit_code == 0 and "``" not in r.output and "`" not in r.output, command
+    r = invoke("serve", "--help")
+    assert "--processes" in r.output and "--workers" not in r.output
+
+
+def test_version():
+    from crossrec import __version__
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"crossrec {__version__}"
+
+
+def test_unexpected_error_is_one_line_unless_debug(tmp_path, monkeypatch, capsys):
+    import crossrec.cli as cli
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(cli, "load_config", boom)
+    with pytest.raises(SystemExit) as e:
+        app(["train", str(tmp_path / "x.toml")], prog_name="crossrec")
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "RuntimeError: something broke" in err
+    assert "run with --debug for the traceback" in err
+    with pytest.raises(RuntimeError, match="something broke"):
+        app(["--debug", "train", str(tmp_path / "x.toml")], prog_name="crossrec")
+    assert app.pretty_exceptions_show_locals is False

@@ -6,9 +6,11 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crossrec.cli_serve import recommend, serve
@@ -19,12 +21,70 @@ from crossrec.console import fail as _fail
 from crossrec.errors import CrossrecError
 
 if TYPE_CHECKING:
-    pass
+    from crossrec.config import ExperimentConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Cross-domain recommendation: prepare data, train, evaluate, benchmark.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
+DEBUG_FLAG = "--debug"
+FORMATS = "tabular, recbole, amazon_reviews, arts_office, cdrib"  # crossrec.data.sources.READERS
+
+
+def _argument_help() -> None:
+    """Render ``typer.Argument(help=...)``: typer 0.20 sets an argument's help before click
+    8.2+'s ``Argument.__init__`` (which has its own ``help``) resets it to None."""
+    from typer.core import TyperArgument
+
+    if getattr(TyperArgument.__init__, "_keeps_help", False):
+        return
+    init = TyperArgument.__init__
+
+    def keep_help(self: TyperArgument, *args: Any, help: str | None = None, **kw: Any) -> None:
+        init(self, *args, help=help, **kw)
+        self.help = help
+
+    keep_help._keeps_help = True  # type: ignore[attr-defined]
+    TyperArgument.__init__ = keep_help  # type: ignore[method-assign]
+
+
+class _App(typer.Typer):
+    """The ``crossrec`` app: an unexpected error (a bug, not bad input) is one line on stderr
+    and exit status 1, with the traceback (no locals) only under ``--debug``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        argv = kwargs.get("args", args[0] if args else None)
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as e:
+            if DEBUG_FLAG in (sys.argv[1:] if argv is None else list(argv)):
+                raise
+            Console(stderr=True).print(f"[bold red]unexpected error:[/] {type(e).__name__}: "
+                                       f"{escape(str(e))} (run with {DEBUG_FLAG} for the "
+                                       "traceback)", soft_wrap=True)
+            raise SystemExit(1) from None
+
+
+_argument_help()
+app = _App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+           help="Cross-domain recommendation: prepare data, train, evaluate, benchmark.")
+data_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
+                       help="Inspect prepared datasets.")
 app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from crossrec import __version__
+
+        console.print(f"crossrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+    debug: Annotated[bool, typer.Option(DEBUG_FLAG, help="Show the traceback of an "
+                                        "unexpected error")] = False,
+) -> None:
+    """Cross-domain recommendation: prepare data, train, evaluate, benchmark."""
 # printed; every metric goes to report.md / JSON
 SHOWN = ["recall", "ndcg", "hr", "mrr", "mae", "rmse"]
 
@@ -72,8 +132,7 @@ def _print_stats(stats: dict, report: dict | None, title: str) -> None:
 
 @app.command()
 def prepare(
-    format: Annotated[str, typer.Argument(help="Reader: tabular, recbole, arts_office, "
-                                          "amazon_reviews, cdrib")],
+    format: Annotated[str, typer.Argument(help=f"Reader: {FORMATS}")],
     path: Annotated[str, typer.Argument(help="Raw data file or folder (relative paths also "
                                         "resolve against CROSSREC_DATA)")],
     out: Annotated[Path, typer.Argument(help="Output dataset directory")],
@@ -244,7 +303,9 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete what is in OUT "
                                             "(e.g. an earlier run) and train there")] = False,
     seed: Annotated[int, typer.Option(help="Seed (overrides train.seeds)")] = 0,
-    model: Annotated[int, typer.Option(help="Which model table of the file (0-based)")] = 0,
+    model: Annotated[str, typer.Option(help="Which model table of the file: its name, its "
+                                       "label (as in benchmark tables, e.g. "
+                                       "'itemknn(train_on=all)') or its 0-based index")] = "0",
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last "
                                                "end-of-epoch checkpoint")] = False,
     workers: Annotated[int, typer.Option(help="Train on N Ray Train workers (DDP; 0 = in this "
@@ -260,11 +321,11 @@ def train(
 ) -> None:
     """Train one model, evaluate it on valid and test, and save a bundle to OUT.
 
-    A run killed during training continues with ``--resume`` and the same arguments: finished
+    A run killed during training continues with --resume and the same arguments: finished
     epochs are skipped and the result equals that of an uninterrupted run.
 
-    With ``--workers N`` the same training runs data-parallel on N Ray workers; under
-    ``torchrun --nproc_per_node N -m crossrec train ...`` on N processes (OUT must be on
+    With --workers N the same training runs data-parallel on N Ray workers; under
+    'torchrun --nproc_per_node N -m crossrec train ...' on N processes (OUT must be on
     storage every worker sees).
 
     OUT is never replaced silently: an existing non-empty OUT is refused unless --resume
@@ -279,8 +340,7 @@ def train(
     try:
         cfg = load_config(config, set_)
         specs = cfg.model_specs()
-        if not 0 <= model < len(specs):
-            raise CrossrecError(f"--model {model}: the file has {len(specs)} model tables")
+        model = _model_index(cfg, model)
         out = run_dir(out, cfg.name, resume=resume, overwrite=overwrite)
         if chosen:
             console.print(f"run directory: {out}")
@@ -304,6 +364,29 @@ def train(
     console.print(format_table(rows, title=f"{shown['label']} on {shown['split']}, "
                                            f"{shown['protocol']}"))
     console.print(f"fit {shown['fit_seconds']:.1f}s; bundle: {out / 'bundle'}")
+
+
+def _model_index(cfg: ExperimentConfig, wanted: str) -> int:
+    """The model table ``--model`` names: a 0-based index, a label or a name (unique)."""
+    from crossrec.models import model_label
+
+    specs = cfg.model_specs()
+    labels = [model_label(s) for s in specs]
+    if wanted.strip().isdigit():
+        if int(wanted) < len(specs):
+            return int(wanted)
+        raise CrossrecError(f"--model {wanted}: the file has {len(specs)} model table(s) "
+                            f"(0 to {len(specs) - 1}: {', '.join(labels)})")
+    for found in ([i for i, lab in enumerate(labels) if lab == wanted],
+                  [i for i, s in enumerate(specs) if s["name"] == wanted]):
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise CrossrecError(f"--model {wanted}: {len(found)} model tables match; give "
+                                f"a label or an index (labels: {', '.join(labels)})")
+    raise CrossrecError(f"--model {wanted}: no model table of {cfg.name} has that name or "
+                        f"label (labels: {', '.join(labels)}; or an index 0 to "
+                        f"{len(specs) - 1})")
 
 
 def _train_distributed(cfg, model: int, seed: int, out: Path, resume: bool,  # noqa: ANN001
@@ -340,7 +423,7 @@ def _train_distributed(cfg, model: int, seed: int, out: Path, resume: bool,  # n
 
 @app.command()
 def evaluate(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by 'crossrec train'")],
     part: Annotated[str, typer.Option(help="valid or test")] = "test",
     workers: Annotated[int, typer.Option(help="Split the users over N Ray tasks (0 = in this "
                                          "process); the merged result is the same")] = 0,
@@ -384,7 +467,7 @@ def benchmark(
 ) -> None:
     """Several models x seeds on one dataset and split: table, report.md, PNG, JSON.
 
-    Given several configs (e.g. ``configs/cdr-*.toml``), runs each in turn. With ``--resume``
+    Given several configs (e.g. configs/cdr-*.toml), runs each in turn. With --resume
     an interrupted benchmark, run again with the same command, fits only what is missing.
     """
     overrides = list(set_ or [])

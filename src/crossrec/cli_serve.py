@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from crossrec.console import console
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def recommend(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`")],
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by 'crossrec train'")],
     user: Annotated[list[str], typer.Option("--user", "-u", help="Raw user id (repeatable)")],
     domain: Annotated[str | None, typer.Option(help="Domain to recommend in")] = None,
     k: Annotated[int, typer.Option("-k", help="How many items")] = 10,
@@ -44,9 +45,9 @@ def recommend(
 
 
 def serve(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `train`, or a "
-                                           "bundle store (`crossrec update`): its live "
-                                           "version")],
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by 'crossrec "
+                                           "train', or a bundle store ('crossrec update'): "
+                                           "its live version")],
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     keys_file: Annotated[Path | None, typer.Option(help="API keys, one per line (plain or "
@@ -60,8 +61,11 @@ def serve(
     events: Annotated[str, typer.Option(help="Event store: SQLite file or postgresql:// URL")
                       ] = "events.sqlite",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    workers: Annotated[int, typer.Option(help="Worker processes on one port (each loads the "
-                                         "bundle; they share the event store)")] = 1,
+    processes: Annotated[int, typer.Option(min=1, help="Server processes on one port (each "
+                                           "loads the bundle; they share the event store)")
+                         ] = 1,
+    workers: Annotated[int | None, typer.Option(hidden=True, help="Deprecated: --processes")
+                       ] = None,
     retrieval: Annotated[str, typer.Option(help="Top-k search: exact (every item scored, the "
                                            "default), flat, hnsw or ivf (a faiss index over "
                                            "the item vectors of a factorised model)")
@@ -81,8 +85,8 @@ def serve(
 
     POST /admin/reload (admin key) or SIGHUP loads the store's live version (or the bundle
     directory again) and swaps it in without dropping requests; POST /admin/rollback makes
-    the store's previous version live again and serves it; with --workers N, send SIGHUP to this
-    (the supervisor) process: each worker is replaced by one that loads the live version.
+    the store's previous version live again and serves it; with --processes N, send SIGHUP to
+    this (the supervisor) process: each one is replaced by a process that loads the live version.
     """
     import logging
     import os
@@ -97,6 +101,9 @@ def serve(
     from crossrec.serving.store import BundleSource
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if workers is not None:  # the old name (it meant Ray workers in other commands)
+        Console(stderr=True).print("warning: --workers is deprecated for serve; use --processes")
+        processes = workers
     try:
         settings = ServeSettings(auth=not no_auth, keys_file=keys_file,
                                  admin_keys_file=admin_keys_file, events=events,
@@ -112,8 +119,8 @@ def serve(
     console.print(f"serving {source.describe()} (model {b.config['model']['name']}, "
                   f"version {b.version}, retrieval {settings.retrieval.describe()}, "
                   f"auth {'on' if settings.auth else 'OFF'}, events {settings.events}, "
-                  f"{workers} worker(s))")
-    if workers <= 1:
+                  f"{processes} process(es))")
+    if processes <= 1:
         uvicorn.run(api, host=host, port=port, log_level=log_level)
         return
     del api, b  # each worker process builds its own app from the environment
@@ -131,7 +138,7 @@ def serve(
 
     # SIGHUP replaces the workers one at a time; a new one must load the bundle (and import
     # torch) before the old one retires, which takes longer than uvicorn's default 5 s
-    config = uvicorn.Config("crossrec.serving.app:app_from_env", factory=True, workers=workers,
+    config = uvicorn.Config("crossrec.serving.app:app_from_env", factory=True, workers=processes,
                             host=host, port=port, log_level=log_level,
                             timeout_worker_healthcheck=120)
     sock = config.bind_socket()
