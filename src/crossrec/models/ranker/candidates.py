@@ -35,21 +35,30 @@ def build_source(spec: dict[str, Any]) -> Recommender:
     return build_model({k: v for k, v in spec.items() if k != "n"})
 
 
-_SHARED: dict[tuple, Recommender] | None = None
+_SHARED: dict[tuple, Any] | None = None
 
 
 @contextmanager
 def shared_sources() -> Iterator[None]:
     """Within this block, rankers fitted on the same data object reuse each other's fitted
-    *deterministic* sources (same spec, same target and seed): an ablation that varies the
-    features or drops a source fits each source once per dataset. The fitted models (and so
-    their data) are kept alive until the block ends."""
+    *deterministic* sources (same spec, same target and seed) and episodes: an ablation that
+    varies the features or drops a source fits each source once per dataset. The fitted
+    models (and so their data) are kept alive until the block ends."""
     global _SHARED
     saved, _SHARED = _SHARED, {}
     try:
         yield
     finally:
         _SHARED = saved
+
+
+def reuse(key: tuple, make: Any) -> Any:
+    """``make()``, or its earlier result for ``key`` inside a ``shared_sources`` block."""
+    if _SHARED is None:
+        return make()
+    if key not in _SHARED:
+        _SHARED[key] = make()
+    return _SHARED[key]
 
 
 def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options: FitOptions,
@@ -66,14 +75,16 @@ def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options:
         key = (id(train), json.dumps(fit_spec, sort_keys=True, default=str), options.target,
                options.sources, options.seed)
         model = _SHARED.get(key) if _SHARED is not None else None
+        reused = model is not None
         if model is None:
             model = build_source(spec).fit(train, opts)
             if _SHARED is not None and model.deterministic:
                 _SHARED[key] = model
         models.append(model)
         if log is not None:
-            log(f"ranker: source {source_label(spec)} fitted on {len(train.interactions):,} "
-                f"rows in {time.perf_counter() - start:.1f}s")
+            log(f"ranker: source {source_label(spec)} "
+                + ("reused" if reused else f"fitted on {len(train.interactions):,} rows in "
+                   f"{time.perf_counter() - start:.1f}s"))
     return models
 
 

@@ -29,6 +29,7 @@ from crossrec.models.ranker.candidates import (
     Candidates,
     fit_sources,
     nominate,
+    reuse,
     source_label,
 )
 from crossrec.models.ranker.episodes import EpisodeKind, Episodes, make_episodes
@@ -175,8 +176,11 @@ class Ranker(Recommender):
         c = self.config
         self.train_data, self.options = train, options
         start = time.perf_counter()
-        ep = make_episodes(train, c.episodes, options.target, ratio=c.episode_ratio,
-                           max_users=c.max_episode_users, n_shots=c.n_shots, seed=options.seed)
+        ep = reuse(("episodes", id(train), c.episodes, options.target, c.episode_ratio,
+                    c.max_episode_users, c.n_shots, options.seed),
+                   lambda: make_episodes(train, c.episodes, options.target,
+                                         ratio=c.episode_ratio, max_users=c.max_episode_users,
+                                         n_shots=c.n_shots, seed=options.seed))
         self._log(f"ranker: {c.episodes} episodes: {len(ep.labels):,} hidden rows of "
                   f"{ep.labels['user'].nunique():,} users")
         self.sources = fit_sources(c.candidates, ep.train, options, self._log)
@@ -228,7 +232,9 @@ class Ranker(Recommender):
                     neg = np.flatnonzero(~y[lo:hi])
                     if len(neg) > self.config.negatives:
                         neg = np.sort(rng.choice(neg, self.config.negatives, replace=False))
-                    keep = lo + np.concatenate([pos, neg])
+                    # candidate order, not labels first: LightGBM's NDCG breaks ties by row
+                    # order, so positives first would score a constant model as perfect
+                    keep = lo + np.sort(np.concatenate([pos, neg]))
                     xs.append(x[keep])
                     ys.append(y[keep].astype(np.float32))
                     sizes.append(len(keep))
