@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from crossrec.cli_serve import recommend, serve
 from crossrec.cli_update import update
@@ -61,8 +63,29 @@ class _App(typer.Typer):
             raise SystemExit(1) from None
 
 
+class _OneLineUsage(TyperGroup):
+    """Usage errors (unknown command or option, a value out of range) as one ``error:`` line
+    on stderr with exit status 2, instead of click's boxed usage block."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as e:
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(e.format_message())}",
+                                       soft_wrap=True)
+            sys.exit(2)
+        except click.Abort:
+            Console(stderr=True).print("[bold red]error:[/] aborted", soft_wrap=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 _argument_help()
 app = _App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+           cls=_OneLineUsage,
            help="Cross-domain recommendation: prepare data, train, evaluate, benchmark.")
 data_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
                        help="Inspect prepared datasets.")

@@ -21,7 +21,7 @@ def recommend(
     bundle: Annotated[Path, typer.Argument(help="A bundle directory written by 'crossrec train'")],
     user: Annotated[list[str], typer.Option("--user", "-u", help="Raw user id (repeatable)")],
     domain: Annotated[str | None, typer.Option(help="Domain to recommend in")] = None,
-    k: Annotated[int, typer.Option("-k", help="How many items")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many items")] = 10,
     include_seen: Annotated[bool, typer.Option(help="Keep items the user already has")] = False,
 ) -> None:
     """Top-k items for users (an unknown user gets the popular items, and is told so)."""

@@ -251,11 +251,6 @@ def test_train_model_index_out_of_range(world: Path, tmp_path: Path) -> None:
 
 
 # --- other commands -----------------------------------------------------------------------
-# Not yet one line, in code another change owns (the CLI files, bundle.py, eval top-k):
-# Click's usage errors print a boxed block, and Bundle.recommend takes k <= 0 (k=0: an empty
-# table, rc 0; k=-5: RuntimeError from topk). Kept here so they turn green when that lands.
-_CLI_OWNED = pytest.mark.xfail(reason="needs the CLI refactor: one-line usage errors and k >= 1 "
-                               "checked in recommend/Bundle.recommend", strict=False)
 CLI_CASES = {
     "recommend-k-zero": (["recommend", "{bundle}", "--user", "u0", "-k", "0"], "-k"),
     "recommend-k-negative": (["recommend", "{bundle}", "--user", "u0", "-k", "-5"], "-k"),
@@ -269,12 +264,9 @@ CLI_CASES = {
     "stats-missing-directory": (["data", "stats", "{tmp}/nope"], "nope"),
     "stats-not-a-dataset": (["data", "stats", "{tmp}"], "meta.json"),
 }
-_OWNED = {"recommend-k-zero", "recommend-k-negative", "recommend-k-not-a-number",
-          "unknown-command"}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_CLI_OWNED) if c in _OWNED else c
-                                  for c in CLI_CASES])
+@pytest.mark.parametrize("case", list(CLI_CASES))
 def test_bad_command_line_arguments(world: Path, tmp_path: Path, case: str) -> None:
     args, expect = CLI_CASES[case]
     (tmp_path / "notes.txt").write_text("not a bundle")
