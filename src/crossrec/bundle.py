@@ -22,6 +22,7 @@ import numpy as np
 from crossrec.atomic import atomic_directory
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import CrossrecError
+from crossrec.evidence import Evidence, explain_items
 from crossrec.models.base import FitOptions, Query, Recommender
 from crossrec.paths import file_sha256
 
@@ -37,15 +38,6 @@ class BundleError(CrossrecError):
 
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != "meta.json")
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """A history item that supports a recommendation, with its co-occurrence weight."""
-
-    domain: str
-    item_id: str
-    weight: float
 
 
 @dataclass
@@ -66,6 +58,7 @@ class Recommendation:
     basis: str = "target"
     items: list[int] = field(default_factory=list)  # global item indices of item_ids
     because: list[list[Evidence]] | None = None  # per item, when explanations were asked for
+    signals: list[list[Any]] | None = None  # per item: the model's own reasons (the ranker)
     ignored_history: int = 0  # request-history items unknown to the bundle (skipped)
     user_known: bool = False  # the user id is in the bundle's training data
 
@@ -319,6 +312,11 @@ class Bundle:
             for i in range(n):
                 out[i].because = explain_items(full, evidence[i], top_items[i], self.train,
                                                explain)
+                if out[i].strategy == "model" and hasattr(self.model, "signals"):
+                    q = Query(torch.as_tensor([idx[i]]), torch.as_tensor(evidence[i])[None]
+                              if len(extra[i]) else None)
+                    out[i].signals = self.model.signals(q, domain, top_items[i] - s.start,
+                                                        explain)
         return out  # type: ignore[return-value]
 
     def recommend_text(self, texts: Sequence[str], domain: str | None = None,
@@ -347,44 +345,3 @@ class Bundle:
             out.append(Recommendation("", domain, self.train.item_ids(items).tolist(),
                                       top.values[r].tolist(), "text", "text", items.tolist()))
         return out
-
-
-def explain_items(matrix: Any, history: np.ndarray, items: np.ndarray,
-                  train: MultiDomainDataset, n: int) -> list[list[Evidence]]:
-    """For each recommended item, the history items that co-occur with it most.
-
-    The weight is the cosine of the two items' training user sets,
-    ``|U_h ∩ U_r| / sqrt(|U_h| |U_r|)`` on the binary user x item matrix of every domain: model
-    agnostic ("people who had h also had r"), computed on the bundle's training data only.
-
-    Args:
-        matrix: binary CSR ``[n_users, n_items]`` training interactions (all domains).
-        history: ``int64[L]`` global item indices of the user's evidence.
-        items: ``int64[K]`` global item indices recommended.
-        train: the training dataset (ids and domains of items).
-        n: history items kept per recommended item (weight > 0 only).
-
-    Returns:
-        ``K`` lists of at most ``n`` Evidence, highest weight first.
-    """
-    if len(history) == 0 or len(items) == 0:
-        return [[] for _ in items]
-    key = ("bundle_binary_csc", id(matrix))
-    if key not in train._cache:
-        binary = matrix.tocsc(copy=True)
-        binary.data[:] = 1.0
-        train._cache[key] = binary
-    cols = train._cache[key]
-    h, r = cols[:, history], cols[:, items]
-    co = (h.T @ r).toarray()  # [L, K]
-    norm_h = np.sqrt(np.asarray(h.sum(axis=0)).ravel())
-    norm_r = np.sqrt(np.asarray(r.sum(axis=0)).ravel())
-    sim = co / np.maximum(np.outer(norm_h, norm_r), 1e-12)
-    ids = train.item_ids(history)
-    domains = np.asarray(train.domains, dtype=object)[train.item_domain[history]]
-    out = []
-    for j in range(len(items)):
-        order = np.argsort(-sim[:, j], kind="stable")[:n]
-        out.append([Evidence(str(domains[o]), str(ids[o]), float(sim[o, j]))
-                    for o in order if sim[o, j] > 0])
-    return out

@@ -41,6 +41,7 @@ from crossrec.serving.schemas import (
     RecommendRequest,
     RecommendResponse,
     ReloadResponse,
+    Signal,
     Status,
     TextRequest,
     TextResponse,
@@ -379,9 +380,12 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
             because = None if rec.because is None else [
                 Because(domain=e.domain, item_id=e.item_id, weight=e.weight)
                 for e in rec.because[j]]
+            signals = None if rec.signals is None else [
+                Signal(feature=g.feature, weight=g.weight, reason=g.reason)
+                for g in rec.signals[j]]
             out.append(RecommendedItem(item_id=item, score=float(score),
                                        title=title if isinstance(title, str) and title
-                                       else None, because=because))
+                                       else None, because=because, signals=signals))
         return out
 
     # Inference takes a few ms of CPU: it runs on the event loop (``async def``), which saves

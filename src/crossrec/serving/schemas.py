@@ -68,11 +68,20 @@ class Because(BaseModel):
     weight: float
 
 
+class Signal(BaseModel):
+    """A model's own reason for an item (the ranker: a feature's SHAP contribution, in words)."""
+
+    feature: str
+    weight: float
+    reason: str
+
+
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
     title: str | None = None
     because: list[Because] | None = None
+    signals: list[Signal] | None = None
 
 
 class RecommendResponse(BaseModel):

@@ -78,14 +78,50 @@ def test_text_alone_separates_the_right_items(split) -> None:
     assert r_text >= r_none + 0.15, (r_text, r_none)
 
 
-def test_explain_names_signals(split) -> None:
+def test_signals_name_features_and_reasons(split) -> None:
     model = Ranker(FAST).fit(split.train, _options())
-    users = torch.from_numpy(np.unique(split.truth("test")["user"].to_numpy())[:3])
-    scores = model.score(Query(users), TARGET)
-    top = scores.argmax(1).numpy()
-    reasons = model.explain(Query(users), TARGET, top)
-    assert len(reasons) == 3 and all(reasons)
+    user = torch.from_numpy(np.unique(split.truth("test")["user"].to_numpy())[:1])
+    top = torch.topk(model.score(Query(user), TARGET)[0], 5).indices.numpy()
+    reasons = model.signals(Query(user), TARGET, top, n=3)
+    assert len(reasons) == 5 and any(reasons)
     names = set(model.features.names(split.train))
-    assert all(name in names and value > 0 for r in reasons for name, value in r)
+    for per_item in reasons:
+        assert len(per_item) <= 3
+        assert all(s.feature in names and s.weight > 0 and s.reason for s in per_item)
+        assert [s.weight for s in per_item] == sorted((s.weight for s in per_item),
+                                                       reverse=True)
+    texts = [s.reason for r in reasons for s in r]
+    assert any(t.startswith(("ranked high by", "similar title", "popular")) for t in texts)
     imp = model.importance()
     assert abs(sum(imp.values()) - 1.0) < 1e-6 and set(imp) == names
+
+
+def test_bundle_recommend_carries_the_rankers_signals(split, tmp_path) -> None:
+    """Serving's only inference path explains a ranker's items with its own reasons, and the
+    HTTP answer carries them."""
+    from fastapi.testclient import TestClient
+
+    from crossrec.bundle import Bundle
+    from crossrec.serving.app import create_app
+    from crossrec.serving.auth import KeyRing, digest
+    from crossrec.serving.settings import ServeSettings
+
+    model = Ranker(FAST).fit(split.train, _options())
+    spec = {"name": "ranker", **model.config.model_dump()}
+    path = Bundle(model, split.train, {"model": spec, "target": TARGET, "sources": [SOURCE],
+                                       "seed": 0}).save(tmp_path / "bundle")
+    bundle = Bundle.load(path)
+    user = str(split.train.users.raw([int(split.truth("test")["user"].iloc[0])])[0])
+    (rec,) = bundle.recommend([user], TARGET, 5, explain=2)
+    assert rec.strategy == "model" and rec.basis == "source_only"
+    assert len(rec.signals) == 5 and any(rec.signals)
+    assert all(len(s) <= 2 for s in rec.signals)
+    app = create_app(bundle, ServeSettings(events=str(tmp_path / "e.sqlite")),
+                     keys=KeyRing([digest("k" * 32)]))
+    with TestClient(app) as client:
+        r = client.post("/recommend", json={"user_id": user, "domain": TARGET, "k": 5,
+                                            "explain": True}, headers={"X-API-Key": "k" * 32})
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert any(item["signals"] for item in items)
+    assert all(s["reason"] for item in items for s in item["signals"] or [])

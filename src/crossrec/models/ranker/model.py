@@ -323,24 +323,13 @@ class Ranker(Recommender):
         seen = torch.from_numpy(self._history(train, query)[:, s].toarray() > 0)
         return nominate(self.sources, self.sizes, query, domain, seen)
 
-    def explain(self, query: Query, domain: str, items: np.ndarray, top: int = 3
-                ) -> list[list[tuple[str, float]]]:
-        """The ``top`` features that raised each item's ranker score most (LightGBM SHAP
-        contributions), for query row ``r`` and local item ``items[r]``; empty for an item
-        outside the candidate union."""
-        train = self._check_fitted()
-        cands, x = self._candidates(train, query, domain)
-        names = self.features.names(train)
-        out: list[list[tuple[str, float]]] = []
-        for r, item in enumerate(np.asarray(items).reshape(-1)):
-            hit = np.flatnonzero((cands.rows == r) & (cands.items == item))
-            if len(hit) == 0:
-                out.append([])
-                continue
-            contrib = self.booster.predict(x[hit[:1]], pred_contrib=True)[0][:-1]
-            order = np.argsort(-contrib, kind="stable")[:top]
-            out.append([(names[j], float(contrib[j])) for j in order if contrib[j] > 0])
-        return out
+    def signals(self, query: Query, domain: str, items: np.ndarray, n: int = 3
+                ) -> list[list[Any]]:
+        """The ``n`` strongest reasons (``explain.Signal``) for each of ``items`` (local indices
+        in ``domain``) of a one-user ``query``: LightGBM's SHAP contributions, in words."""
+        from crossrec.models.ranker.explain import signals
+
+        return signals(self, query, domain, np.asarray(items, dtype=np.int64).reshape(-1), n)
 
     def importance(self) -> dict[str, float]:
         """LightGBM gain importance per feature, normalised to sum 1."""
