@@ -13,7 +13,7 @@ from crossrec.models.base import (
     Stage,
     TorchRecommender,
 )
-from crossrec.models.baselines import BPR, EASE, ItemKNN, Pop, SASRec, Transition
+from crossrec.models.baselines import BPR, EASE, ItemKNN, Pop, SASRec, Transition, UserKNN
 from crossrec.models.baselines.text_zero_shot import TextZeroShot
 from crossrec.models.cross.cmf import CMF
 from crossrec.models.cross.conet import CoNet
@@ -30,6 +30,7 @@ from crossrec.models.ranker import Ranker
 MODELS: dict[str, type[Recommender]] = {
     "pop": Pop,
     "itemknn": ItemKNN,
+    "userknn": UserKNN,
     "ease": EASE,
     "bpr": BPR,
     "sasrec": SASRec,
