@@ -10,8 +10,10 @@ the config's split is drawn once and every variant is fitted on its training par
 users (``eval.part``):
 
 - ``full``: the table as written;
-- ``no text``: every text feature group off and every text-model source removed;
-- ``no <source>``: one candidate source removed (its features go with it).
+- ``text off``: every text feature group off and every text-model source removed;
+- ``without source <label>``: one candidate source removed (its features go with it);
+- ``--variant NAME=JSON``: the table updated with a JSON object (compare settings with
+  ``--part valid``: settings are chosen on validation users, never on the test users).
 
 Prints, per variant, the headline metric (mean ± std over seeds), its ratio to ``full`` and to
 the baseline, the paired Wilcoxon p-value against ``full`` (one pair per (seed, user)), the
@@ -46,6 +48,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--set", action="append", default=[], dest="overrides")
     p.add_argument("--only", default=None, help="comma-separated variant names")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                   help="an extra variant: the ranker table updated with a JSON object")
+    p.add_argument("--part", choices=["valid", "test"], default=None,
+                   help="score valid users (to compare settings) instead of eval.part")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args()
@@ -58,13 +64,13 @@ def variants(spec: dict) -> dict[str, dict]:
 
     groups = spec.get("features", list(GROUPS))
     out = {"full": spec}
-    out["no text"] = {**spec, "features": [g for g in groups if g not in TEXT_GROUPS],
+    out["text off"] = {**spec, "features": [g for g in groups if g not in TEXT_GROUPS],
                       "candidates": [c for c in spec["candidates"]
                                      if c["name"] not in TEXT_MODELS]}
     if len(spec["candidates"]) > 1:
         for i, c in enumerate(spec["candidates"]):
             rest = spec["candidates"][:i] + spec["candidates"][i + 1:]
-            out[f"no {source_label(c)}"] = {**spec, "candidates": rest}
+            out[f"without source {source_label(c)}"] = {**spec, "candidates": rest}
     return out
 
 
@@ -100,6 +106,9 @@ def main() -> int:
     label = args.ranker or next(k for k, s in specs.items() if s["name"] == "ranker")
     ranker_spec = {k: v for k, v in specs[label].items() if k != "label"}
     todo = variants(ranker_spec)
+    for item in args.variant:
+        name, _, text = item.partition("=")
+        todo[name] = {**ranker_spec, **json.loads(text)}
     if args.only:
         todo = {k: v for k, v in todo.items() if k in args.only.split(",") or k == "full"}
     base_spec = specs.get(args.baseline)
@@ -107,6 +116,7 @@ def main() -> int:
     out = args.out or Path("runs") / f"ranker-ablation-{cfg.name}"
     out.mkdir(parents=True, exist_ok=True)
     metric, group = "ndcg@10", cfg.eval.report_group
+    part = args.part or cfg.eval.part
     dataset = load_dataset(cfg.data)
     per_user: dict[str, list[pd.DataFrame]] = {}
     rows: dict[str, dict[str, list[float]]] = {}
@@ -126,7 +136,7 @@ def main() -> int:
                     model = build_model({"name": "ranker", **todo[name]})
                     model.fit(split.train, options)
                 seconds = time.perf_counter() - start
-                res = evaluate(model, split, cfg.eval, part=cfg.eval.part, seed=seed)
+                res = evaluate(model, split, cfg.eval, part=part, seed=seed)
                 value = res.value(metric, group=group)
                 pu = res.per_user
                 pu = pu[pu["group"] == group] if group != "all" else pu
@@ -135,7 +145,7 @@ def main() -> int:
                 r["value"].append(value)
                 r["fit_s"].append(seconds)
                 if name != args.baseline:
-                    r["recall"].append(candidate_recall(model, split, cfg.eval.part))
+                    r["recall"].append(candidate_recall(model, split, part))
                     if name == "full":
                         importance.append(model.importance())
                 console.print(f"seed {seed}  {name:<28} {metric}={value:.4f}  "
@@ -144,7 +154,7 @@ def main() -> int:
     full_pu = pd.concat(per_user["full"])
     full = float(np.mean(rows["full"]["value"]))
     base = float(np.mean(rows[args.baseline]["value"])) if base_spec else float("nan")
-    table = Table(title=f"{cfg.name}: ranker ablation, {metric} ({group} test users), "
+    table = Table(title=f"{cfg.name}: ranker ablation, {metric} ({group} {part} users), "
                         f"seeds {args.seeds}")
     for col in ("variant", metric, "vs full", "vs " + args.baseline, "p vs full",
                 "cand. recall", "fit s"):
@@ -174,7 +184,8 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "config": str(args.config), "metric": metric, "group": group, "seeds": seeds,
+            "config": str(args.config), "metric": metric, "group": group, "part": part,
+            "seeds": seeds,
             "baseline": args.baseline, "variants": summary,
             "importance": {k: float(v) for k, v in gain.items()}}, indent=2))
     return 0
