@@ -148,7 +148,7 @@ class Ranker(Recommender):
 
     Config = RankerConfig
     name = "ranker"
-    deterministic = True
+    deterministic = False  # its episodes and LightGBM draw from options.seed
     config: RankerConfig
 
     def __init__(self, config: RankerConfig | dict | None = None, **overrides: Any) -> None:
