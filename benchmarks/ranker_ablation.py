@@ -16,7 +16,8 @@ users (``eval.part``):
   ``--part valid``: settings are chosen on validation users, never on the test users).
 
 Prints, per variant, the headline metric (mean ± std over seeds), its ratio to ``full`` and to
-the baseline, the paired Wilcoxon p-value against ``full`` (one pair per (seed, user)), the
+the baseline, the paired Wilcoxon p-values against ``full`` and against the baseline (one pair
+per (seed, user)), the
 candidate recall on the test truth (share of truth items inside the union: the ranker's
 ceiling) and the fit seconds; then the full ranker's LightGBM gain importance per feature
 (mean over seeds), also drawn to ``OUT/ranker_importance.png``.
@@ -156,8 +157,9 @@ def main() -> int:
     base = float(np.mean(rows[args.baseline]["value"])) if base_spec else float("nan")
     table = Table(title=f"{cfg.name}: ranker ablation, {metric} ({group} {part} users), "
                         f"seeds {args.seeds}")
+    base_pu = pd.concat(per_user[args.baseline]) if base_spec else None
     for col in ("variant", metric, "vs full", "vs " + args.baseline, "p vs full",
-                "cand. recall", "fit s"):
+                "p vs " + args.baseline, "cand. recall", "fit s"):
         table.add_column(col, justify="left" if col == "variant" else "right")
     summary = {}
     for name, r in rows.items():
@@ -165,11 +167,15 @@ def main() -> int:
                                                       if len(r["value"]) > 1 else 0.0)
         p = (paired_test(full_pu, pd.concat(per_user[name]), metric)["p_wilcoxon"]
              if name != "full" else float("nan"))
+        pb = (paired_test(pd.concat(per_user[name]), base_pu, metric)["p_wilcoxon"]
+              if base_pu is not None and name != args.baseline else float("nan"))
         rec = float(np.mean(r["recall"])) if r["recall"] else float("nan")
         summary[name] = {"mean": mean, "std": std, "values": r["value"], "p_vs_full": p,
-                         "candidate_recall": rec, "fit_s": float(np.mean(r["fit_s"]))}
+                         "p_vs_baseline": pb, "candidate_recall": rec,
+                         "fit_s": float(np.mean(r["fit_s"]))}
         table.add_row(name, f"{mean:.4f} ± {std:.4f}", f"{mean / full:.3f}",
                       f"{mean / base:.3f}", "" if name == "full" else f"{p:.2g}",
+                      "" if np.isnan(pb) else f"{pb:.2g}",
                       "" if np.isnan(rec) else f"{rec:.3f}", f"{np.mean(r['fit_s']):.0f}")
     console.print(table)
     gain = pd.DataFrame(importance).mean().sort_values(ascending=False)
