@@ -107,11 +107,11 @@ def main() -> int:
     label = args.ranker or next(k for k, s in specs.items() if s["name"] == "ranker")
     ranker_spec = {k: v for k, v in specs[label].items() if k != "label"}
     todo = variants(ranker_spec)
-    for item in args.variant:
-        name, _, text = item.partition("=")
-        todo[name] = {**ranker_spec, **json.loads(text)}
     if args.only:
         todo = {k: v for k, v in todo.items() if k in args.only.split(",") or k == "full"}
+    for item in args.variant:  # always kept
+        name, _, text = item.partition("=")
+        todo[name] = {**ranker_spec, **json.loads(text)}
     base_spec = specs.get(args.baseline)
     seeds = [int(s) for s in args.seeds.split(",")]
     out = args.out or Path("runs") / f"ranker-ablation-{cfg.name}"
