@@ -16,10 +16,11 @@ with the reason. Both modes use the same bundle and the same users, so they comp
 Server: ``crossrec serve`` in a subprocess on a free loopback port (auth on, SQLite event
 store, log level warning, ``--workers``, then ``--server-args``; by default the server scores
 concurrent requests together, ``--batch-users 1`` turns that off). Each request posts
-``{"user_id", "k": 10}`` for a user drawn (seeded, with replacement) from the bundle's
-training users; a request is an error when the answer is not a 200, or the connection fails
-or times out (30 s). When the ann server does not start (e.g. a model that is not
-factorised), the ann mode is reported as skipped with the end of the server's log.
+``{"user_id", "k": 10}`` (plus ``"explain": true`` with ``--explain``) for a user drawn
+(seeded, with replacement) from the bundle's training users; a request is an error when the
+answer is not a 200, or the connection fails or times out (30 s). When the ann server does
+not start (e.g. a model that is not factorised), the ann mode is reported as skipped with the
+end of the server's log.
 
 Load generator (designed not to compete with the server for CPU): one separate process runs
 every client as an asyncio task (uvloop when installed) on its own raw keep-alive HTTP/1.1
@@ -259,14 +260,15 @@ def load_server(bundle: Path, work: Path, args: argparse.Namespace, extra: list[
     return {"runs": json.loads(client.stdout), "loadavg": [load0, os.getloadavg()[0]]}
 
 
-def in_process(bundle: Any, users: list[str], domain: str, repeats: int) -> list[dict]:
+def in_process(bundle: Any, users: list[str], domain: str, repeats: int,
+               explain: int = 0) -> list[dict]:
     out = []
     for _ in range(repeats):
         lat = []
         cpu0, t0 = time.process_time(), time.perf_counter()
         for u in users:
             t = time.perf_counter()
-            bundle.recommend([u], domain, 10)
+            bundle.recommend([u], domain, 10, explain=explain)
             lat.append(time.perf_counter() - t)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         ms = np.asarray(lat) * 1e3
@@ -302,6 +304,8 @@ def main() -> None:
     ap.add_argument("--server-args", default="", help="more `crossrec serve` options for "
                     "both modes, e.g. '--batch-users 1'")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--explain", action="store_true",
+                    help='ask for explanations ("explain": true) in every request')
     ap.add_argument("--json", type=Path)
     ap.add_argument("--client", type=Path, help=argparse.SUPPRESS)  # internal: load generator
     args = ap.parse_args()
@@ -322,7 +326,8 @@ def main() -> None:
     domain = bundle.target
     rng = np.random.default_rng(args.seed)
     users = [str(u) for u in rng.choice(bundle.train.users.ids, size=args.requests)]
-    bodies = [json.dumps({"user_id": u, "k": 10}) for u in users]
+    bodies = [json.dumps({"user_id": u, "k": 10, **({"explain": True} if args.explain else {})})
+              for u in users]
     result: dict[str, Any] = {}
     ann_extra = ["--retrieval", args.ann_retrieval] + (
         ["--vectors", args.ann_vectors] if args.ann_vectors else [])
@@ -347,7 +352,7 @@ def main() -> None:
             result[mode]["runs"] = served["runs"]
     if "exact" in modes:
         bundle.recommend(users[:50], domain, 10)  # warm caches
-        runs = in_process(bundle, users, domain, args.repeats)
+        runs = in_process(bundle, users, domain, args.repeats, 3 if args.explain else 0)
         result["in_process"] = summarise(runs) | {"runs": runs}
 
     n_items = bundle.train.info.n_domain_items(domain)
