@@ -125,3 +125,22 @@ def test_bundle_recommend_carries_the_rankers_signals(split, tmp_path) -> None:
     items = r.json()["items"]
     assert any(item["signals"] for item in items)
     assert all(s["reason"] for item in items for s in item["signals"] or [])
+
+
+def test_source_weight_chosen_on_validation_and_kept_by_restore(split) -> None:
+    from crossrec.config import EvalConfig
+    from crossrec.eval.run import validation_hook
+
+    hook = validation_hook(split, EvalConfig(), "ndcg@10")
+    options = FitOptions(target=TARGET, sources=(SOURCE,), seed=0, progress=False,
+                         validate=hook)
+    model = Ranker(FAST).fit(split.train, options)
+    curve = model.report["source_weight_curve"]
+    assert set(curve) == {str(float(w)) for w in model.config.source_weight_grid}
+    assert model.source_weight == max(model.config.source_weight_grid,
+                                       key=lambda w: (curve[str(float(w))], -w))
+    assert model._memo is None  # no memo left behind for serving
+    restored = Ranker(FAST).restore(split.train, options, model.state())
+    users = torch.arange(10)
+    torch.testing.assert_close(restored.score(Query(users), TARGET),
+                               model.score(Query(users), TARGET))

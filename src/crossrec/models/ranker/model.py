@@ -15,7 +15,6 @@ LightGBM stops early on a held-out share of the episode users.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Self
 
@@ -34,6 +33,7 @@ from crossrec.models.ranker.candidates import (
 )
 from crossrec.models.ranker.episodes import EpisodeKind, Episodes, make_episodes
 from crossrec.models.ranker.features import GROUPS, FeatureBuilder
+from crossrec.models.ranker.learn import threads as _threads
 from crossrec.models.text import TextConfig
 
 DEFAULT_SOURCES = ({"name": "ease", "train_on": "all", "label": "ease(all)"},
@@ -64,6 +64,10 @@ class RankerConfig(TextConfig):
         max_history: most recent history items used by the text features.
         l2: ridge penalty of the text maps.
         factors: PureSVD rank of the ``text2cf`` features.
+        source_weight: weight of the first source's standardised score added to the ranker's
+            (standardised per user); None = chosen on validation users from
+            ``source_weight_grid`` (0 without validation). A large weight keeps the first
+            source's order: the safety net where too few episodes were learned from.
     """
 
     candidates: list[dict[str, Any]] = Field(
@@ -86,6 +90,8 @@ class RankerConfig(TextConfig):
     max_history: int = Field(50, ge=1)
     l2: float = Field(10.0, gt=0.0)
     factors: int = Field(64, ge=1)
+    source_weight: float | None = Field(None, ge=0.0)
+    source_weight_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 100.0)
 
     @field_validator("candidates")
     @classmethod
@@ -129,15 +135,6 @@ class RankerConfig(TextConfig):
         return tuple(dict.fromkeys(groups))
 
 
-def _threads(n: int) -> int:
-    if n:
-        return n
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class Ranker(Recommender):
     """Candidate sources + LightGBM lambdarank over named feature groups.
 
@@ -160,6 +157,8 @@ class Ranker(Recommender):
         self.sources: list[Recommender] = []
         self.booster: Any = None
         self.report: dict[str, Any] = {}
+        self.source_weight = 0.0
+        self._memo: dict | None = None
 
     # --------------------------------------------------------------- fit
     def _log(self, msg: str) -> None:
@@ -193,10 +192,12 @@ class Ranker(Recommender):
         self.sources = fit_sources(c.candidates, train, options, self._log)
         self.features.fit(train, self._vectors(train, options), l2=c.l2, factors=c.factors,
                           seed=options.seed)
+        self._choose_source_weight(options)
         self.report["fit_seconds"] = time.perf_counter() - start
         self._log(f"ranker: fitted in {self.report['fit_seconds']:.1f}s; episode candidate "
                   f"recall {self.report['candidate_recall']:.3f}, "
-                  f"{self.report['trees']} trees")
+                  f"{self.report['trees']} trees, source weight "
+                  f"{self.report['source_weight']} (valid {self.report['source_weight_curve']})")
         return self
 
     def _episode_rows(self, ep: Episodes, seed: int
@@ -250,34 +251,10 @@ class Ranker(Recommender):
 
     def _train_booster(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray,
                        owners: np.ndarray, seed: int) -> None:
-        import lightgbm as lgb
+        from crossrec.models.ranker.learn import train_booster
 
-        c = self.config
-        rng = np.random.default_rng(seed + 1)
-        held = rng.random(len(sizes)) < c.early_stopping_share
-        if held.all() or not held.any():
-            held[:] = False
-            held[0] = len(sizes) > 1
-        row_held = np.repeat(held, sizes)
-        params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
-                  "learning_rate": c.learning_rate, "num_leaves": c.num_leaves,
-                  "min_child_samples": c.min_child_samples, "num_threads": _threads(c.threads),
-                  "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
-                  "feature_pre_filter": False}
-        dtrain = lgb.Dataset(x[~row_held], y[~row_held], group=sizes[~held],
-                             free_raw_data=True)  # names: self.features.names (JSON-unsafe)
-        sets, callbacks = [], []
-        if held.any():
-            dvalid = lgb.Dataset(x[row_held], y[row_held], group=sizes[held], reference=dtrain)
-            sets = [dvalid]
-            callbacks = [lgb.early_stopping(c.early_stopping_rounds, verbose=False)]
-        booster = lgb.train(params, dtrain, num_boost_round=c.n_estimators, valid_sets=sets,
-                            callbacks=callbacks)
-        self.booster = booster
-        self.report["trees"] = booster.best_iteration or booster.current_iteration()
-        if held.any():
-            self.report["episode_valid_ndcg@10"] = float(
-                booster.best_score["valid_0"]["ndcg@10"])
+        self.booster, stats = train_booster(x, y, sizes, self.config, seed)
+        self.report.update(stats)
 
     # --------------------------------------------------------------- scoring
     def _candidates(self, train: MultiDomainDataset, query: Query, domain: str
@@ -299,21 +276,59 @@ class Ranker(Recommender):
         finally:
             self.train_data = saved
 
+    def _ranked(self, query: Query, domain: str) -> tuple[Candidates, np.ndarray]:
+        """The candidates and their LightGBM scores (memoised while choosing on validation)."""
+        key = None
+        if self._memo is not None and query.history is None:
+            key = (domain, query.users.detach().cpu().numpy().tobytes())
+            if key in self._memo:
+                return self._memo[key]
+        cands, x = self._candidates(self._check_fitted(), query, domain)
+        pred = (self.booster.predict(x, num_threads=_threads(self.config.threads)) if len(x)
+                else np.zeros(0))
+        if key is not None:
+            self._memo[key] = (cands, pred)
+        return cands, pred
+
     def score(self, query: Query, domain: str) -> torch.Tensor:
-        train = self._check_fitted()
+        """LightGBM's score standardised over each user's candidates, plus ``source_weight`` x
+        the first source's standardised score; non-candidates below, in the first source's
+        order."""
+        self._check_fitted()
         if self.booster is None:
             raise RuntimeError("Ranker is not fitted; call fit() first")
-        cands, x = self._candidates(train, query, domain)
-        pred = self.booster.predict(x, num_threads=_threads(self.config.threads)) if len(x) \
-            else np.zeros(0)
+        cands, pred = self._ranked(query, domain)
         b = len(query.users)
+        rows = cands.rows
+        count = np.bincount(rows, minlength=b).astype(np.float64)
+        mean = np.bincount(rows, pred, minlength=b) / np.maximum(count, 1)
+        var = np.bincount(rows, (pred - mean[rows]) ** 2, minlength=b) / np.maximum(count, 1)
+        final = (pred - mean[rows]) / np.sqrt(var[rows] + 1e-12)
+        final = final + self.source_weight * np.clip(cands.zscores[0], -1e3, None)
         lowest = np.full(b, np.inf)
-        np.minimum.at(lowest, cands.rows, pred)
+        np.minimum.at(lowest, rows, final)
         floor = np.where(np.isfinite(lowest), lowest - 2.0, 0.0)  # below the row's candidates
         out = torch.sigmoid(cands.fallback) + torch.from_numpy(floor).float()[:, None]
-        out[torch.from_numpy(cands.rows), torch.from_numpy(cands.items)] = torch.from_numpy(
-            pred.astype(np.float32))
+        out[torch.from_numpy(rows), torch.from_numpy(cands.items)] = torch.from_numpy(
+            final.astype(np.float32))
         return out.float()
+
+    def _choose_source_weight(self, options: FitOptions) -> None:
+        """``source_weight`` as configured, else chosen on the validation users."""
+        from crossrec.models.base import choose_on_validation
+
+        c = self.config
+        grid = (c.source_weight,) if c.source_weight is not None else c.source_weight_grid
+
+        def apply(w: float) -> None:
+            self.source_weight = w
+
+        self._memo = {}
+        try:
+            chosen, curve = choose_on_validation(grid, apply, self, options.validate)
+        finally:
+            self._memo = None
+        self.report["source_weight"], self.report["source_weight_curve"] = chosen, curve
 
     def union(self, query: Query, domain: str) -> Candidates:
         """The candidate pairs the sources nominate for ``query`` in ``domain`` (what the
@@ -343,6 +358,7 @@ class Ranker(Recommender):
         out: dict[str, np.ndarray] = {}
         for j, model in enumerate(self.sources):
             out.update({f"source{j}.{k}": v for k, v in model.state().items()})
+        out["source_weight"] = np.array([self.source_weight], dtype=np.float64)
         text = self.booster.model_to_string()
         out["booster"] = np.frombuffer(text.encode(), dtype=np.uint8).copy()
         st = self.features.state
@@ -370,6 +386,7 @@ class Ranker(Recommender):
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             self.sources.append(build_source(spec).restore(train, options, sub))
         self.booster = lgb.Booster(model_str=bytes(np.asarray(state["booster"])).decode())
+        self.source_weight = float(np.asarray(state["source_weight"])[0])
         st = FeatureState()
         if "text.vectors" in state:
             st.vectors = np.asarray(state["text.vectors"]).astype(np.float32)
