@@ -158,8 +158,10 @@ def test_pretrain_on_every_domain_without_adaptation(split) -> None:  # noqa: AN
                            for b in model.batches(split.train, stage, rng)])
     target = split.train.domain_items("target")
     assert ((seen >= target.start) & (seen < target.stop)).any()  # target items are trained on
-    target_only = ItemKNN(train_on="target").fit(split.train, OPTIONS)
-    assert recall_at_k(model, split) >= recall_at_k(target_only, split) + 0.05
+    # a cold user's target-only model (ItemKNN) has all-equal scores: its expected Recall@10
+    # is chance, 10 / n_items (what it measures depends on the tie order alone)
+    chance = 10 / (target.stop - target.start)
+    assert recall_at_k(model, split) >= chance + 0.05
     with pytest.raises(ValueError, match="train nothing"):
         TextTransfer({**FAST, "pretrain_epochs": 0, "epochs": 0}).fit(split.train, OPTIONS)
 
