@@ -1,8 +1,10 @@
-"""The one place where data, split, model, training and evaluation are wired together."""
+"""The one place where data, split, model, training and evaluation are wired together.
+
+``load_dataset`` / ``make_split`` (``crossrec.data.load``) and ``headline_metric``
+(``crossrec.eval.run``) are re-exported here for callers of the earlier layout."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -11,95 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from crossrec.config import (
-    ColdStartItemsSplit,
-    ColdStartUsersSplit,
-    DataConfig,
-    ExperimentConfig,
-    LeaveOneOutSplit,
-    NewDomainSplit,
-    PredefinedSplit,
-    SplitConfig,
-    TemporalSplit,
-)
+from crossrec.config import ExperimentConfig
 from crossrec.data import split as splits
-from crossrec.data.dataset import FORMAT_VERSION, MultiDomainDataset
-from crossrec.errors import ConfigError, DataError
-from crossrec.eval.run import RATING_METRICS, protocol
+from crossrec.data.load import load_dataset, make_split, resolve_data_path  # noqa: F401
+from crossrec.eval.run import RATING_METRICS, headline_metric, protocol  # noqa: F401
 from crossrec.models import build_model, model_label
 from crossrec.models.base import FitOptions, Recommender
-from crossrec.paths import cache_dir, data_dir
-
-
-# ----------------------------------------------------------------------------- data
-def resolve_data_path(path: str) -> Path:
-    """A path from a config: absolute, relative to the working dir, or to the data dir."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return data_dir() / p
-
-
-def _fingerprint(path: Path) -> list:
-    files = [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file())
-    return [(str(q.relative_to(path.parent)), q.stat().st_size, int(q.stat().st_mtime))
-            for q in files]
-
-
-def load_dataset(cfg: DataConfig, *, use_cache: bool = True) -> MultiDomainDataset:
-    """Read (or reuse the cached build of) the dataset a config describes."""
-    from crossrec.data import sources
-
-    if cfg.prepared:
-        return MultiDomainDataset.load(resolve_data_path(cfg.prepared))
-    if not cfg.path:
-        raise ConfigError("data.path is empty: give the raw data path or data.prepared")
-    path = resolve_data_path(cfg.path)
-    if not path.exists():
-        hint = sources.download_hint(cfg.format)
-        raise DataError(
-            f"data not found at {path} (data directory: {data_dir()}; set CROSSREC_DATA to "
-            f"change it).{(' ' + hint) if hint else ''}"
-        )
-    key = hashlib.sha256(json.dumps(
-        [FORMAT_VERSION, cfg.model_dump(), _fingerprint(path)], sort_keys=True, default=str
-    ).encode()).hexdigest()[:16]
-    cached = cache_dir() / "datasets" / f"{cfg.format}-{key}"
-    if use_cache and (cached / "meta.json").exists():
-        return MultiDomainDataset.load(cached)
-    builder = sources.read(cfg.format, path, **cfg.options)
-    dataset = builder.build(k_core=cfg.k_core, domains=cfg.domains or None)
-    if use_cache:
-        dataset.save(cached)
-    return dataset
-
-
-def make_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int = 0) -> splits.Split:
-    """Build the split a config asks for (seeded where the protocol draws anything), few-shot
-    when ``n_shots`` or ``shot_pool`` is set."""
-    split = _base_split(dataset, cfg, seed)
-    if isinstance(cfg, ColdStartUsersSplit | PredefinedSplit) and (cfg.n_shots or cfg.shot_pool):
-        split = splits.few_shot(split, cfg.n_shots, cfg.shot_pool)
-    return split
-
-
-def _base_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int) -> splits.Split:
-    if isinstance(cfg, ColdStartUsersSplit):
-        source = cfg.source or [d for d in dataset.domains if d != cfg.target]
-        return splits.cold_start_users(dataset, source, cfg.target, cfg.ratio,
-                                       valid_share=cfg.valid_share, seed=cfg.split_seed(seed))
-    if isinstance(cfg, ColdStartItemsSplit):
-        return splits.cold_start_items(dataset, cfg.target, cfg.ratio, valid_share=cfg.valid_share,
-                                       seed=cfg.split_seed(seed))
-    if isinstance(cfg, NewDomainSplit):
-        return splits.new_domain(dataset, cfg.target, cfg.source or None,
-                                 valid_share=cfg.valid_share, seed=cfg.split_seed(seed))
-    if isinstance(cfg, LeaveOneOutSplit):
-        return splits.leave_one_out(dataset, cfg.target, min_interactions=cfg.min_interactions)
-    if isinstance(cfg, TemporalSplit):
-        return splits.temporal(dataset, cfg.target, valid_frac=cfg.valid_frac,
-                               test_frac=cfg.test_frac)
-    return splits.predefined(dataset, cfg.target)
 
 
 # ----------------------------------------------------------------------------- models
@@ -125,16 +44,6 @@ def rating_mode(cfg: ExperimentConfig) -> bool:
             other kind (``crossrec.eval.run.protocol``).
     """
     return protocol(cfg.eval, cfg.train.early_stopping) == "ratings"
-
-
-def headline_metric(cfg: ExperimentConfig) -> str:
-    """The metric a benchmark prints per run and tests for significance: ``rmse`` (or ``mae``)
-    for rating metrics, else NDCG@10 (@ the first cut-off when 10 is not among ``eval.ks``;
-    the first metric when NDCG is not asked for)."""
-    if rating_mode(cfg):
-        return "rmse" if "rmse" in cfg.eval.metrics else "mae"
-    name = "ndcg" if "ndcg" in cfg.eval.metrics else cfg.eval.metrics[0]
-    return f"{name}@{10 if 10 in cfg.eval.ks else cfg.eval.ks[0]}"
 
 
 def fit_options(cfg: ExperimentConfig, split: splits.Split, seed: int, *,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from crossrec.errors import ConfigError
 
 if TYPE_CHECKING:
-    from crossrec.config import EvalConfig
+    from crossrec.config import EvalConfig, ExperimentConfig
     from crossrec.data.split import Split
     from crossrec.eval.result import EvalResult
     from crossrec.models.base import Recommender
@@ -129,3 +129,13 @@ def validation_hook(split: Split, cfg: EvalConfig, metric: str, *, seed: int = 0
         return sign * result.value(name, int(k) if k else None)
 
     return validate
+
+
+def headline_metric(cfg: ExperimentConfig) -> str:
+    """The metric a benchmark prints per run and tests for significance: ``rmse`` (or ``mae``)
+    for rating metrics, else NDCG@10 (@ the first cut-off when 10 is not among ``eval.ks``;
+    the first metric when NDCG is not asked for)."""
+    if protocol(cfg.eval, cfg.train.early_stopping) == "ratings":
+        return "rmse" if "rmse" in cfg.eval.metrics else "mae"
+    name = "ndcg" if "ndcg" in cfg.eval.metrics else cfg.eval.metrics[0]
+    return f"{name}@{10 if 10 in cfg.eval.ks else cfg.eval.ks[0]}"

@@ -192,7 +192,7 @@ def _figures(result: Any, group: str) -> dict[str, float]:
 def held_out_split(config: str | Path, seed: int) -> tuple[Any, Split]:
     """The experiment config and its split (built with ``seed``) that evaluation uses."""
     from crossrec.config import load_config
-    from crossrec.experiment import load_dataset, make_split
+    from crossrec.data.load import load_dataset, make_split
 
     cfg = load_config(config)
     return cfg, make_split(load_dataset(cfg.data), cfg.split, seed)
@@ -201,8 +201,7 @@ def held_out_split(config: str | Path, seed: int) -> tuple[Any, Split]:
 def evaluate_versions(old: Bundle, new: Bundle, cfg: Any, split: Split,
                       name: str = "") -> Evaluation:
     """Both versions on the held-out users of ``split`` (each in its own id spaces)."""
-    from crossrec.eval.run import protocol, run
-    from crossrec.experiment import headline_metric
+    from crossrec.eval.run import headline_metric, protocol, run
 
     if split.target != old.target:
         raise ConfigError(f"{name or cfg.name}: split target {split.target!r}, the bundle "
