@@ -23,7 +23,8 @@ class TestUserKNNAll(RecommenderContract):
 
 
 def test_matches_dense_reference() -> None:
-    split = cold_start_users(make_two_domain(n_users=80, n_overlap=60), "source", "target", 0.3, seed=0)
+    data = make_two_domain(n_users=80, n_overlap=60)
+    split = cold_start_users(data, "source", "target", 0.3, seed=0)
     train = split.train
     model = UserKNN(train_on="all", neighbors=5, shrink=2.0).fit(
         train, FitOptions(target="target", sources=("source",), progress=False))
