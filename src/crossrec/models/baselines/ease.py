@@ -112,7 +112,10 @@ class EASE(Recommender):
         if inside.all() and len(local) == n_dom:
             return (h @ self.weights).cpu()
         cols = torch.from_numpy(np.flatnonzero(inside)).to(self.weights.device)
-        known = h @ self.weights.index_select(1, cols)
+        # only the rows of items somebody in the batch has: never a copy of the whole
+        # [n, n_dom] column block (~0.8 GB for 20,000 x 10,000) per call
+        rows = torch.from_numpy(np.unique(history.indices).astype(np.int64)).to(cols.device)
+        known = h.index_select(1, rows) @ self.weights.index_select(0, rows).index_select(1, cols)
         out = torch.empty(h.shape[0], n_dom, dtype=torch.float32, device=h.device)
         if known.shape[1]:
             out[:] = known.min(dim=1, keepdim=True).values - 1.0
