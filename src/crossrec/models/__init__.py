@@ -58,6 +58,34 @@ def model_label(spec: dict[str, Any]) -> str:
     return f"{spec['name']}({extra})" if extra else spec["name"]
 
 
+def check_nested_spec(spec: dict[str, Any], what: str, *, exclude: str,
+                      extra: tuple[str, ...] = ()) -> None:
+    """Validate a model table nested in another model's config (a distill teacher, a ranker
+    source) through its class's Config.
+
+    Args:
+        spec: the table (``name``, optional ``label``, the model's settings, ``extra`` keys).
+        what: how messages name the table, e.g. ``"teacher"``, ``"candidates[2]"``.
+        exclude: the enclosing model's name (it cannot nest itself).
+        extra: keys of the enclosing model's own, not the nested model's (e.g. ``n``).
+
+    Raises:
+        ValueError: an unknown or excluded name, or settings the model's Config refuses.
+    """
+    from pydantic import ValidationError
+
+    name = spec.get("name")
+    if not isinstance(name, str) or name not in MODELS or name == exclude:
+        known = ", ".join(sorted(k for k in MODELS if k != exclude))
+        raise ValueError(f"{what} needs a 'name' among: {known} (got {name!r})")
+    try:
+        MODELS[name].Config(**{k: v for k, v in spec.items()
+                               if k not in ("name", "label", *extra)})
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
+        raise ValueError(f"{what} {name!r}: {msgs}") from None
+
+
 def build_model(spec: dict[str, Any]) -> Recommender:
     """An unfitted model from a config table (``name``, optional ``label``, its settings)."""
     from pydantic import ValidationError
@@ -76,4 +104,4 @@ def build_model(spec: dict[str, Any]) -> Recommender:
 
 
 __all__ = ["MODELS", "BaselineConfig", "FitOptions", "ModelConfig", "Query", "Recommender",
-           "Stage", "TorchRecommender", "build_model", "model_label"]
+           "Stage", "TorchRecommender", "build_model", "check_nested_spec", "model_label"]

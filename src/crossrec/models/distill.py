@@ -40,7 +40,7 @@ from typing import Any, Literal, Self
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from crossrec.data.dataset import MultiDomainDataset
@@ -107,17 +107,9 @@ class DistillConfig(ModelConfig):
     @field_validator("teacher")
     @classmethod
     def _check_teacher(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        from crossrec.models import MODELS
+        from crossrec.models import check_nested_spec
 
-        name = spec.get("name")
-        if not isinstance(name, str) or name not in MODELS or name == "distill":
-            known = ", ".join(sorted(k for k in MODELS if k != "distill"))
-            raise ValueError(f"teacher needs a 'name' among: {known} (got {name!r})")
-        try:
-            MODELS[name].Config(**{k: v for k, v in spec.items() if k not in ("name", "label")})
-        except ValidationError as e:
-            msgs = "; ".join(f"{'.'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
-            raise ValueError(f"teacher {name!r}: {msgs}") from None
+        check_nested_spec(spec, "teacher", exclude="distill")
         return spec
 
     def text_config(self) -> TextConfig:

@@ -96,29 +96,16 @@ class RankerConfig(TextConfig):
     @field_validator("candidates")
     @classmethod
     def _check_sources(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from pydantic import ValidationError
-
-        from crossrec.models import MODELS
+        from crossrec.models import check_nested_spec
 
         if not specs:
             raise ValueError("give at least one candidate source")
         labels = set()
         for i, spec in enumerate(specs):
-            name = spec.get("name")
-            if not isinstance(name, str) or name not in MODELS or name == "ranker":
-                known = ", ".join(sorted(k for k in MODELS if k != "ranker"))
-                raise ValueError(f"candidates[{i}] needs a 'name' among: {known} "
-                                 f"(got {name!r})")
+            check_nested_spec(spec, f"candidates[{i}]", exclude="ranker", extra=("n",))
             n = spec.get("n", 1)
             if not isinstance(n, int) or n < 1:
                 raise ValueError(f"candidates[{i}].n must be a positive integer, got {n!r}")
-            try:
-                MODELS[name].Config(**{k: v for k, v in spec.items()
-                                       if k not in ("name", "label", "n")})
-            except ValidationError as e:
-                msgs = "; ".join(f"{'.'.join(map(str, er['loc']))}: {er['msg']}"
-                                 for er in e.errors())
-                raise ValueError(f"candidates[{i}] ({name}): {msgs}") from None
             label = source_label(spec)
             if label in labels:
                 raise ValueError(f"candidates[{i}]: two sources are labelled {label!r}; give "
