@@ -3,7 +3,8 @@
 Groups (``RankerConfig.features``):
 
 - ``sources``: per candidate source, its score, its score standardised over the user's unseen
-  items, and the candidate's rank in its nominations (NaN when it did not nominate it).
+  items and over the user's candidates, and the candidate's rank in its nominations (NaN when
+  it did not nominate it).
 - ``popularity``: log training count, log count in the most recent 10 % of the domain's
   timestamps, popularity percentile in the domain.
 - ``history``: the user's history length in each domain, in total, and the ranked domain's index.
@@ -38,6 +39,16 @@ if TYPE_CHECKING:
 
 GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf")
 TEXT_GROUPS = ("text", "text_map", "text2cf")
+
+
+def per_user_z(values: np.ndarray, rows: np.ndarray, b: int) -> np.ndarray:
+    """``float64 [P]`` ``values`` standardised over each user's pairs (``rows``: ``[P]`` batch
+    row of each pair, ``b`` rows in the batch); 0 where a user's values are constant."""
+    v = values.astype(np.float64)
+    count = np.maximum(np.bincount(rows, minlength=b), 1).astype(np.float64)
+    mean = np.bincount(rows, v, minlength=b) / count
+    var = np.bincount(rows, (v - mean[rows]) ** 2, minlength=b) / count
+    return (v - mean[rows]) / np.sqrt(var[rows] + 1e-12)
 
 
 def _profiles(vectors: np.ndarray, hist: np.ndarray, keep: np.ndarray, decay: float
@@ -129,7 +140,7 @@ class FeatureBuilder:
         out: list[str] = []
         if "sources" in self.groups:
             for s in self.source_names:
-                out += [f"{s}:score", f"{s}:z", f"{s}:rank"]
+                out += [f"{s}:score", f"{s}:z", f"{s}:cz", f"{s}:rank"]
         if "popularity" in self.groups:
             out += ["pop:log", "pop:recent", "pop:percentile"]
         if "history" in self.groups:
@@ -187,8 +198,10 @@ class FeatureBuilder:
         rows = cands.rows
         cols: list[np.ndarray] = []
         if "sources" in self.groups:
+            b = hist.shape[0]
             for j in range(len(self.source_names)):
-                cols += [cands.scores[j], cands.zscores[j], cands.ranks[j]]
+                cols += [cands.scores[j], cands.zscores[j],
+                         per_user_z(cands.scores[j], rows, b), cands.ranks[j]]
         if "popularity" in self.groups:
             cols += list(self.popularity(train)[gitems].T)
         if "history" in self.groups:

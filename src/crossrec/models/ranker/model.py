@@ -32,7 +32,7 @@ from crossrec.models.ranker.candidates import (
     source_label,
 )
 from crossrec.models.ranker.episodes import EpisodeKind, Episodes, make_episodes
-from crossrec.models.ranker.features import GROUPS, FeatureBuilder
+from crossrec.models.ranker.features import GROUPS, FeatureBuilder, per_user_z
 from crossrec.models.ranker.learn import threads as _threads
 from crossrec.models.text import TextConfig
 
@@ -279,19 +279,17 @@ class Ranker(Recommender):
 
     def score(self, query: Query, domain: str) -> torch.Tensor:
         """LightGBM's score standardised over each user's candidates, plus ``source_weight`` x
-        the first source's standardised score; non-candidates below, in the first source's
-        order."""
+        the first source's score standardised over the same candidates; non-candidates below,
+        in the first source's order."""
         self._check_fitted()
         if self.booster is None:
             raise RuntimeError("Ranker is not fitted; call fit() first")
         cands, pred = self._ranked(query, domain)
         b = len(query.users)
         rows = cands.rows
-        count = np.bincount(rows, minlength=b).astype(np.float64)
-        mean = np.bincount(rows, pred, minlength=b) / np.maximum(count, 1)
-        var = np.bincount(rows, (pred - mean[rows]) ** 2, minlength=b) / np.maximum(count, 1)
-        final = (pred - mean[rows]) / np.sqrt(var[rows] + 1e-12)
-        final = final + self.source_weight * np.clip(cands.zscores[0], -1e3, None)
+        final = per_user_z(pred, rows, b)
+        if self.source_weight:
+            final = final + self.source_weight * per_user_z(cands.scores[0], rows, b)
         lowest = np.full(b, np.inf)
         np.minimum.at(lowest, rows, final)
         floor = np.where(np.isfinite(lowest), lowest - 2.0, 0.0)  # below the row's candidates
