@@ -106,8 +106,20 @@ def _main(
                                           help="Print the version and exit")] = False,
     debug: Annotated[bool, typer.Option(DEBUG_FLAG, help="Show the traceback of an "
                                         "unexpected error")] = False,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=0, help="CPU threads for torch, BLAS and LightGBM (default: "
+        "$CROSSREC_THREADS, else $OMP_NUM_THREADS, else the idle CPUs this process may use; "
+        "0 = automatic)")] = None,
 ) -> None:
     """Cross-domain recommendation: prepare data, train, evaluate, benchmark."""
+    from crossrec.threads import configure
+
+    try:
+        configure(threads)
+    except CrossrecError as e:
+        _fail(e)
+
+
 # printed; every metric goes to report.md / JSON
 SHOWN = ["recall", "ndcg", "hr", "mrr", "mae", "rmse"]
 

@@ -7,7 +7,6 @@ script that called ``ray.init``) is used as it is and left running.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -40,19 +39,25 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[ModuleType
     Args:
         workers: how many workers the caller starts (each asks for one CPU).
         address: an existing cluster (``ray://host:10001``, ``host:6379`` or ``auto``); None
-            starts a local one with ``max(workers, CPU count)`` CPUs (more workers than cores
-            share them) and stops it on exit.
+            starts a local one with ``max(workers, CPUs this process may use)`` CPUs (more
+            workers than cores share them) and stops it on exit.
+
+    Every worker runs with one torch/BLAS thread (``crossrec.threads.worker_env``). A session
+    that is already initialised keeps the environment it was started with.
     """
     ray = import_ray()
     check_workers(workers)
     if ray.is_initialized():
         yield ray
         return
+    from crossrec.threads import allowed_cpus, worker_env
+
+    env = {"env_vars": worker_env()}  # one thread per worker: a worker is one CPU
     if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env)
     else:
-        ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
-                 log_to_driver=False)
+        ray.init(num_cpus=max(workers, allowed_cpus()), include_dashboard=False,
+                 log_to_driver=False, runtime_env=env)
     try:
         yield ray
     finally:

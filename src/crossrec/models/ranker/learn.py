@@ -3,7 +3,6 @@ held-out share of the episode users, threads set explicitly."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,13 +12,10 @@ if TYPE_CHECKING:
 
 
 def threads(n: int) -> int:
-    """``n``, or (0) the number of CPUs this process may use."""
-    if n:
-        return n
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    """``n``, or (0) crossrec's thread count (``crossrec.threads.current``)."""
+    from crossrec.threads import current
+
+    return n or current()
 
 
 def train_booster(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
