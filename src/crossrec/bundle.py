@@ -6,15 +6,21 @@ Layout of a bundle directory::
     model.safetensors  the model's learned arrays (``Recommender.state``)
     dataset/           the training dataset (id vocabularies, item text, histories)
     meta.json          format version, crossrec version, sha256 of every file above
+                       and ``version``, the hash of those digests (recomputed at load)
+
+Every path ``meta.json`` names must be a regular file inside the bundle (no absolute path, no
+``..``, no link leaving the directory), and every file the load reads must be listed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +36,9 @@ if TYPE_CHECKING:
     from crossrec.eval.topk import Retrieval, RetrievalSpec
 
 BUNDLE_FORMAT = 1
+LISTED = ("config.json", "model.safetensors")  # with every file under dataset/
+LEGACY_UNLISTED = "dataset/meta.json"  # not hashed by bundles saved before it was; still confined
+MAX_META_BYTES = 16 * 2**20
 
 
 class BundleError(CrossrecError):
@@ -37,7 +46,7 @@ class BundleError(CrossrecError):
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != "meta.json")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p != root / "meta.json")
 
 
 @dataclass
@@ -69,17 +78,64 @@ def bundle_version(digests: dict[str, str]) -> str:
     return hashlib.sha256(text).hexdigest()[:16]
 
 
-def read_meta(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
-    """``meta.json`` of a bundle directory, after checking its format and that every file it
-    lists exists with (``verify``) its recorded sha256.
+def confined(root: Path, rel: object, where: str | Path) -> Path:
+    """``root / rel``, checked to be a regular file inside ``root`` (``rel`` a relative path
+    without ``..``; a link is followed only when its target stays inside ``root``).
 
     Raises:
-        BundleError: not a bundle, another format, a file missing, modified or truncated.
+        BundleError: naming ``where`` (the file that gave ``rel``) and the offending path.
+    """
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise BundleError(f"{where}: file name {rel!r} is not a non-empty string")
+    parts = PurePosixPath(rel).parts
+    if PurePosixPath(rel).is_absolute() or rel.startswith("\\") or ".." in parts:
+        raise BundleError(f"{where}: path {rel!r} leaves the directory (absolute or '..')")
+    f = root / rel
+    if not os.path.lexists(f):
+        raise BundleError(f"{root}: missing file {rel}")
+    try:
+        real = f.resolve(strict=True)
+        mode = real.stat().st_mode
+    except (OSError, RuntimeError):
+        raise BundleError(f"{where}: {rel} is a broken or looping link") from None
+    if not real.is_relative_to(root.resolve()):
+        raise BundleError(f"{where}: {rel} is a link to {real}, outside {root}")
+    if not stat.S_ISREG(mode):
+        raise BundleError(f"{where}: {rel} is not a regular file")
+    return f
+
+
+def _unlisted(root: Path, listed: set[str]) -> list[str]:
+    """Files the load reads (``LISTED`` and everything under ``dataset/``) that ``meta.json``
+    does not list."""
+    found = [name for name in LISTED if name not in listed]
+    for folder, dirs, files in os.walk(root / "dataset"):  # links to folders not followed
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            rel = Path(folder, name).relative_to(root).as_posix()
+            if rel == LEGACY_UNLISTED and rel not in listed:
+                confined(root, rel, root / "meta.json")
+            elif rel not in listed:
+                found.append(rel)
+    return found
+
+
+def read_meta(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
+    """``meta.json`` of a bundle directory, after checking its format, that every file it
+    lists is a regular file inside the bundle with (``verify``) its recorded sha256, that
+    every file a load reads is listed, and that its ``version`` is the hash of those digests
+    (set when absent, in bundles older than the field).
+
+    Raises:
+        BundleError: not a bundle, another format, a file missing, modified, truncated, out of
+            the bundle or unlisted, or a version that does not match the content.
     """
     path = Path(path)
     meta_file = path / "meta.json"
-    if not meta_file.exists():
+    if not os.path.lexists(meta_file):
         raise BundleError(f"{path}: not a crossrec bundle (no meta.json)")
+    confined(path, "meta.json", path)
+    if meta_file.stat().st_size > MAX_META_BYTES:
+        raise BundleError(f"{meta_file}: larger than {MAX_META_BYTES} bytes")
     try:
         meta = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -88,14 +144,24 @@ def read_meta(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
         got = meta.get("format_version") if isinstance(meta, dict) else None
         raise BundleError(f"{path}: bundle format {got}, this crossrec reads format "
                           f"{BUNDLE_FORMAT}")
-    if not isinstance(meta.get("sha256"), dict):
-        raise BundleError(f"{meta_file}: field 'sha256' missing or not an object")
-    for rel, digest in meta["sha256"].items():
-        f = path / rel
-        if not f.exists():
-            raise BundleError(f"{path}: missing file {rel}")
-        if verify and file_sha256(f) != digest:
-            raise BundleError(f"{path}: checksum mismatch for {rel} (modified or truncated)")
+    digests = meta.get("sha256")
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        raise BundleError(f"{meta_file}: field 'sha256' missing or not an object of strings")
+    files = {rel: confined(path, rel, meta_file) for rel in digests}
+    missing = _unlisted(path, set(digests))
+    if missing:
+        raise BundleError(f"{meta_file}: {missing[0]} is read by the load but not listed in "
+                          "'sha256' (added or replaced after the bundle was saved)")
+    if verify:
+        for rel, f in files.items():
+            if file_sha256(f) != digests[rel]:
+                raise BundleError(f"{path}: checksum mismatch for {rel} (modified or "
+                                  "truncated)")
+    version = bundle_version(digests)
+    if meta.get("version", version) != version:
+        raise BundleError(f"{meta_file}: 'version' is {meta.get('version')!r} but the files "
+                          f"hash to {version} (meta.json edited?)")
+    meta["version"] = version
     return meta
 
 
@@ -178,8 +244,8 @@ class Bundle:
         options = FitOptions(target=config["target"], sources=tuple(config.get("sources", ())),
                              seed=int(config.get("seed", 0)), device=device, progress=False)
         model.restore(train, options, load_file(str(path / "model.safetensors")))
-        version = meta.get("version") or bundle_version(meta["sha256"])  # older bundles: none
-        return cls(model=model, train=train, config=config, version=version).use_retrieval(
+        return cls(model=model, train=train, config=config, version=meta["version"]
+                   ).use_retrieval(
             retrieval)
 
     # ----------------------------------------------------------------- inference

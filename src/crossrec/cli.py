@@ -16,6 +16,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from crossrec.cli_serve import recommend, serve
+from crossrec.cli_store import store_app
 from crossrec.cli_update import update
 from crossrec.config import load_config
 from crossrec.console import console
@@ -589,6 +590,7 @@ def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str,  # noqa
 app.command()(recommend)
 app.command()(serve)
 app.command()(update)
+app.add_typer(store_app, name="store")
 
 
 def main() -> None:  # pragma: no cover

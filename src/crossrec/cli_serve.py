@@ -15,6 +15,7 @@ from crossrec.errors import ConfigError, CrossrecError
 
 if TYPE_CHECKING:
     from crossrec.serving.retrieval import RetrievalConfig
+    from crossrec.serving.settings import ServeSettings
 
 
 def recommend(
@@ -80,8 +81,37 @@ def serve(
     batch_users: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent /recommend "
                                              "requests scored by one model call, at most "
                                              "(1: each alone)")] = 32,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS "
+                                                  "(with --tls-key)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    header_timeout: Annotated[float, typer.Option(help="Seconds a request's headers may take "
+                                                  "to arrive (slow clients are cut)")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request's body may take "
+                                                "once its headers have arrived")] = 30.0,
+    keep_alive: Annotated[float, typer.Option(help="Seconds an idle keep-alive connection "
+                                              "stays open")] = 5.0,
+    max_requests_per_connection: Annotated[int, typer.Option(
+        help="Requests one keep-alive connection may carry")] = 1000,
+    limit_concurrency: Annotated[int, typer.Option(help="Connections at once per process; "
+                                                   "beyond, 503")] = 1000,
+    max_header_bytes: Annotated[int, typer.Option(help="Request headers cap (431)")
+                                ] = 16 * 1024,
+    max_body_bytes: Annotated[int, typer.Option(help="Request body cap (413)")] = 64 * 1024,
+    rate_limit: Annotated[float, typer.Option(help="Requests a second per API key and "
+                                              "process (429 beyond); 0: off")] = 1000.0,
+    rate_burst: Annotated[int, typer.Option(help="Requests a key may make at once")] = 2000,
+    graceful_shutdown: Annotated[float, typer.Option(help="On SIGTERM, seconds requests in "
+                                                     "flight get")] = 30.0,
+    forwarded_allow_ips: Annotated[str, typer.Option(help="Reverse proxies whose "
+                                                     "X-Forwarded-For/-Proto are trusted "
+                                                     "(comma-separated; '*': any)")
+                                   ] = "127.0.0.1",
 ) -> None:
     """Serve BUNDLE over HTTP (POST /recommend, /recommend/text, /events; GET /metrics).
+
+    Keys have roles: read (recommend, metrics), write (also events), admin (also /admin/*);
+    a key without role= is write. Connection limits (header and body timeouts, keep-alive,
+    connections) and TLS apply to every process.
 
     POST /admin/reload (admin key) or SIGHUP loads the store's live version (or the bundle
     directory again) and swaps it in without dropping requests; POST /admin/rollback makes
@@ -97,7 +127,6 @@ def serve(
 
     from crossrec.serving import app as serving
     from crossrec.serving.reload import SUPERVISOR_ENV
-    from crossrec.serving.settings import ServeSettings
     from crossrec.serving.store import BundleSource
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
@@ -105,12 +134,18 @@ def serve(
         Console(stderr=True).print("warning: --workers is deprecated for serve; use --processes")
         processes = workers
     try:
-        settings = ServeSettings(auth=not no_auth, keys_file=keys_file,
-                                 admin_keys_file=admin_keys_file, events=events,
-                                 batch_users=batch_users,
-                                 retrieval=_retrieval_config(retrieval, vectors,
-                                                             quantize_user_encoder, ef_search,
-                                                             nprobe))
+        settings = _settings(
+            auth=not no_auth, keys_file=keys_file, admin_keys_file=admin_keys_file,
+            events=events, batch_users=batch_users, tls_cert=tls_cert, tls_key=tls_key,
+            header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+            keep_alive_s=keep_alive, max_requests_per_connection=max_requests_per_connection,
+            max_connections=limit_concurrency, max_header_bytes=max_header_bytes,
+            max_body_bytes=max_body_bytes, rate_limit_per_second=rate_limit,
+            rate_limit_burst=rate_burst, graceful_shutdown_s=graceful_shutdown,
+            forwarded_allow_ips=forwarded_allow_ips,
+            retrieval=_retrieval_config(retrieval, vectors, quantize_user_encoder, ef_search,
+                                        nprobe))
+        options = settings.uvicorn_options()  # TLS files checked before the bundle loads
         source = BundleSource(bundle)
         b = source.load()
         api = serving.create_app(b, settings, source=source)  # checks keys, event store
@@ -119,9 +154,9 @@ def serve(
     console.print(f"serving {source.describe()} (model {b.config['model']['name']}, "
                   f"version {b.version}, retrieval {settings.retrieval.describe()}, "
                   f"auth {'on' if settings.auth else 'OFF'}, events {settings.events}, "
-                  f"{processes} process(es))")
+                  f"{processes} process(es), {'HTTPS' if settings.tls_cert else 'HTTP'})")
     if processes <= 1:
-        uvicorn.run(api, host=host, port=port, log_level=log_level)
+        uvicorn.run(api, host=host, port=port, log_level=log_level, **options)
         return
     del api, b  # each worker process builds its own app from the environment
     os.environ[serving.BUNDLE_ENV] = str(bundle.resolve())
@@ -140,12 +175,32 @@ def serve(
     # torch) before the old one retires, which takes longer than uvicorn's default 5 s
     config = uvicorn.Config("crossrec.serving.app:app_from_env", factory=True, workers=processes,
                             host=host, port=port, log_level=log_level,
-                            timeout_worker_healthcheck=120)
+                            timeout_worker_healthcheck=120, **options)
     sock = config.bind_socket()
     # accepted connections inherit TCP_NODELAY (Linux); without it a keep-alive answer written
     # as headers + body waits for the client's delayed ACK (~40 ms a request)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     Multiprocess(config, sockets=[sock]).run()
+
+
+FLAGS = {"header_timeout_s": "--header-timeout", "body_timeout_s": "--body-timeout",
+         "keep_alive_s": "--keep-alive", "max_connections": "--limit-concurrency",
+         "rate_limit_per_second": "--rate-limit", "rate_limit_burst": "--rate-burst",
+         "graceful_shutdown_s": "--graceful-shutdown"}
+
+
+def _settings(**values: object) -> ServeSettings:
+    """ServeSettings from the ``serve`` options; ConfigError naming the bad option."""
+    from pydantic import ValidationError
+
+    from crossrec.serving.settings import ServeSettings
+
+    try:
+        return ServeSettings(**values)
+    except ValidationError as e:
+        raise ConfigError("; ".join(
+            f"{FLAGS.get(str(err['loc'][0]), '--' + str(err['loc'][0]).replace('_', '-'))}: "
+            f"{err['msg']}" for err in e.errors())) from None
 
 
 def _retrieval_config(kind: str, vectors: str, quantize: bool, ef_search: int | None,

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from crossrec.console import console
+from crossrec.console import fail as _fail
 from crossrec.errors import CrossrecError
 
 GUARD_REFUSED = 3  # exit code: the new version was written but the metric guard kept it off
@@ -18,12 +19,13 @@ GUARD_REFUSED = 3  # exit code: the new version was written but the metric guard
 def _versions_table(store) -> Table:  # noqa: ANN001 - BundleStore, imported lazily
     state = store.state()
     t = Table(title=f"versions in {store.root}")
-    for col in ("version", "live", "created", "origin", "parent", "events used"):
+    for col in ("version", "live", "created", "origin", "parent", "events used",
+                "keys excluded"):
         t.add_column(col)
     for v, rec in state["versions"].items():
         t.add_row(v, "*" if v == state["live"] else "", str(rec.get("created_at", "")),
                   str(rec.get("origin", "")), str(rec.get("parent") or ""),
-                  str(rec.get("events_used", "")))
+                  str(rec.get("events_used", "")), ", ".join(rec.get("excluded_keys") or []))
     return t
 
 
@@ -31,10 +33,10 @@ def _summary(result) -> None:  # noqa: ANN001 - UpdateResult, imported lazily
     c = result.counts
     t = Table(title="events")
     for col in ("read", "used (new pairs)", "duplicates", "unknown items", "unknown domains",
-                "new users"):
+                "excluded keys", "new users"):
         t.add_column(col, justify="right")
     t.add_row(*(f"{x:,}" for x in (c.read, c.used, c.duplicates, c.unknown_items,
-                                   c.unknown_domains, c.new_users)))
+                                   c.unknown_domains, c.excluded, c.new_users)))
     console.print(t)
     if result.new_version is None:
         return
@@ -75,10 +77,15 @@ def update(
                                              "metric may be worse by at most this")] = 0.005,
     all_events: Annotated[bool, typer.Option("--all-events", help="Read every stored event, "
                                              "not only those after the live version's")] = False,
+    exclude_key: Annotated[list[str] | None, typer.Option(
+        "--exclude-key", help="Drop the events posted with this API key id (its name= or "
+        "the 12-hex digest prefix the server logs); repeatable")] = None,
     rollback: Annotated[bool, typer.Option("--rollback", help="Make the previously live "
-                                           "version live again")] = False,
+                                           "version live again (now: crossrec store "
+                                           "rollback)")] = False,
     add: Annotated[Path | None, typer.Option(help="Put this bundle directory into the store "
-                                             "(creating it); live if none is")] = None,
+                                             "(creating it); live if none is (now: crossrec "
+                                             "store add)")] = None,
     device: Annotated[str, typer.Option(help="Where the refit runs")] = "cpu",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the summary as "
                                                    "JSON")] = None,
@@ -91,33 +98,29 @@ def update(
     evaluated on the same held-out users. The new version goes live only with --activate (and
     a passing metric guard, or --force); then reload the server (POST /admin/reload or SIGHUP).
     """
+    from crossrec.cli_store import store_add, store_rollback
     from crossrec.serving.store import BundleStore
     from crossrec.serving.update import run_update
 
+    if add is not None:
+        console.print("[dim]note: `crossrec store add STORE BUNDLE` is the new home of --add[/]")
+        store_add(store, add, activate=activate)
+        return
+    if rollback:
+        console.print("[dim]note: `crossrec store rollback STORE` is the new home of "
+                      "--rollback[/]")
+        store_rollback(store)
+        return
     try:
-        if add is not None:
-            bs = BundleStore.create(store)
-            version = bs.add_directory(add)
-            if bs.live is None or activate:
-                bs.activate(version)
-            console.print(f"added {version} to {store}; live: {bs.live}")
-            console.print(_versions_table(bs))
-            return
         bs = BundleStore(store)
-        if rollback:
-            was, now = bs.rollback()
-            console.print(f"rolled back: {now} is live again (was {was}); reload the server "
-                          "(POST /admin/reload or SIGHUP) to serve it")
-            console.print(_versions_table(bs))
-            return
         if events is None:
             raise CrossrecError("give --events (the event store), or --rollback / --add")
         result = run_update(bs, events, eval_config=eval_config, activate=activate,
                             force=force, tolerance=tolerance, all_events=all_events,
-                            device=device, log=lambda m: console.print(f"[dim]{m}[/]"))
+                            device=device, exclude_keys=exclude_key or (),
+                            log=lambda m: console.print(f"[dim]{m}[/]"))
     except CrossrecError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(code=2) from None
+        _fail(e)
     _summary(result)
     console.print(_versions_table(bs))
     console.print(result.message)

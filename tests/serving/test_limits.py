@@ -90,9 +90,16 @@ def test_client_aborts_are_not_server_errors():
 
 
 def test_uvicorn_options_bound_each_connection(tmp_path):
-    opts = ServeSettings(max_header_bytes=8192, header_timeout_s=5).uvicorn_options()
-    assert opts["http"] == "h11" and opts["h11_max_incomplete_event_size"] == 8192
-    assert opts["timeout_keep_alive"] == 5 and opts["limit_concurrency"] == 1000
+    from crossrec.serving.protocol import GuardedH11Protocol
+
+    opts = ServeSettings(max_header_bytes=8192, header_timeout_s=5, body_timeout_s=7,
+                         keep_alive_s=3, max_requests_per_connection=9).uvicorn_options()
+    assert opts["http"].func is GuardedH11Protocol
+    limits = opts["http"].keywords["limits"]
+    assert (limits.header_timeout_s, limits.body_timeout_s, limits.max_requests) == (5, 7, 9)
+    assert opts["h11_max_incomplete_event_size"] == 8192
+    assert opts["timeout_keep_alive"] == 3 and opts["limit_concurrency"] == 1000
+    assert opts["timeout_graceful_shutdown"] == 30 and opts["forwarded_allow_ips"] == "127.0.0.1"
     assert "ssl_certfile" not in opts
     with pytest.raises(ConfigError, match="go together"):
         ServeSettings(tls_cert=tmp_path / "c.pem").uvicorn_options()
@@ -100,6 +107,5 @@ def test_uvicorn_options_bound_each_connection(tmp_path):
         ServeSettings(tls_cert=tmp_path / "c.pem", tls_key=tmp_path / "k.pem").uvicorn_options()
     (tmp_path / "c.pem").write_text("c")
     (tmp_path / "k.pem").write_text("k")
-    opts = ServeSettings(tls_cert=tmp_path / "c.pem", tls_key=tmp_path / "k.pem"
-                         ).uvicorn_options()
-    assert opts["ssl_certfile"].endswith("c.pem") and opts["ssl_keyfile"].endswith("k.pem")
+    with pytest.raises(ConfigError, match="not a PEM certificate and its private key"):
+        ServeSettings(tls_cert=tmp_path / "c.pem", tls_key=tmp_path / "k.pem").uvicorn_options()

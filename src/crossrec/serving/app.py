@@ -1,20 +1,20 @@
 """The HTTP API: ``create_app(bundle, settings) -> FastAPI``. All state lives on the app.
 
-Routes: ``POST /recommend``, ``POST /recommend/text``, ``POST /events``, ``GET /metrics``
-(an API key when ``settings.auth``), ``POST /admin/reload`` and ``POST /admin/rollback`` (an
-admin key), ``GET /healthz`` and ``GET /readyz`` (open). The bundle is swapped on a hot reload
-(``crossrec.serving.reload``): a handler reads ``reloader.current`` once, so a request
-finishes on the bundle it started with. Bad input gets a 4xx whose ``message`` names the
-field (``body.k: ...``); an oversized body gets 413. Logs carry a keyed hash of the user id
-(``user=<16 hex>``), never the raw id, nor any key.
+Routes: ``POST /recommend``, ``POST /recommend/text``, ``GET /metrics`` (a key of role
+``read`` or above when ``settings.auth``), ``POST /events`` (role ``write``; each event is
+stored with the id of the key that posted it), ``POST /admin/reload`` and
+``POST /admin/rollback`` (role ``admin``), ``GET /healthz`` and ``GET /readyz`` (open); the
+key and its role are checked by ``crossrec.serving.middleware.Gate`` before the body is
+read. The bundle is swapped on a hot reload (``crossrec.serving.reload``): a handler reads
+``reloader.current`` once, so a request finishes on the bundle it started with. Bad input
+gets a 4xx whose ``message`` names the field (``body.k: ...``); an oversized body gets 413.
+Logs carry a keyed hash of the user id (``user=<16 hex>``), never the raw id, nor any key.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import math
 import os
 import secrets
 import time
@@ -22,16 +22,25 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from crossrec.bundle import Bundle, BundleError, Recommendation
 from crossrec.errors import ConfigError, DataError
-from crossrec.serving.auth import KeyRing, digest, presented_key, user_hash
+from crossrec.serving.auth import KeyRing, user_hash
 from crossrec.serving.batching import RecommendBatcher
 from crossrec.serving.events import Event, EventStore, open_event_store
 from crossrec.serving.metrics import ServeMetrics
+from crossrec.serving.middleware import (  # noqa: F401 - ABORTED, RateLimiter: public here too
+    ABORTED,
+    KEY_ID,
+    USER_KEY,
+    BodyLimit,
+    Gate,
+    Observe,
+    RateLimiter,
+)
 from crossrec.serving.reload import Reloader, Served
 from crossrec.serving.schemas import (
     Because,
@@ -50,7 +59,6 @@ from crossrec.serving.settings import ServeSettings
 from crossrec.serving.store import BundleSource
 
 log = logging.getLogger("crossrec.serving")
-USER_KEY = "crossrec.user"  # scope entry: the keyed hash of the request's user id
 
 
 class FieldError(Exception):
@@ -68,197 +76,6 @@ def _error_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
     return {"detail": detail, "message": message}
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` gets 413 before the app reads it."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def _reject(self, send: Any, status: int, msg: str) -> None:
-        body = JSONResponse({"detail": msg, "message": f"body: {msg}"}, status_code=status)
-        await body({"type": "http"}, None, send)
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        too_big = f"request body larger than {self.max_bytes} bytes"
-        if length is not None:
-            if not length.isdigit():
-                await self._reject(send, 400, "malformed Content-Length header")
-                return
-            if int(length) > self.max_bytes:
-                await self._reject(send, 413, too_big)
-                return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(send, 413, too_big)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body, replayed = b"".join(chunks), False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-ABORTED = 499  # status recorded for a request whose client went away before any answer
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # the routes that need no API key
-
-
-async def _answer(send: Any, status: int, msg: str, headers: dict[str, str] | None = None
-                  ) -> None:
-    """A JSON error answer sent straight from ASGI middleware (before the app runs)."""
-    body = JSONResponse({"detail": msg, "message": msg}, status_code=status, headers=headers)
-    await body({"type": "http"}, None, send)
-
-
-class Gate:
-    """ASGI middleware, in front of the body limit and the app: the header size cap (431), the
-    API key (401 / 403) and the per-key rate limit (429 with ``Retry-After``), all decided on
-    the headers alone, so that the body of a request without a valid key is never read or
-    parsed."""
-
-    def __init__(self, app: Any, settings: ServeSettings, keys: KeyRing, admin_keys: KeyRing
-                 ) -> None:
-        self.app, self.settings = app, settings
-        self.keys, self.admin_keys = keys, admin_keys
-        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = scope["headers"]
-        size = sum(len(k) + len(v) + 4 for k, v in headers)
-        if size > self.settings.max_header_bytes:
-            await _answer(send, 431, f"request headers larger than "
-                          f"{self.settings.max_header_bytes} bytes")
-            return
-        if scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        who = None
-        if self.settings.auth:
-            h = {k.lower(): v for k, v in headers if k.lower() in (b"authorization",
-                                                                     b"x-api-key")}
-            key = presented_key(h.get(b"authorization", b"").decode("latin-1") or None,
-                                h.get(b"x-api-key", b"").decode("latin-1") or None)
-            if key is None:
-                await _answer(send, 401, "missing API key: send 'Authorization: Bearer <key>' "
-                              "or 'X-API-Key: <key>'", {"WWW-Authenticate": "Bearer"})
-                return
-            if not (self.keys.check(key) or self.admin_keys.check(key)):
-                await _answer(send, 403, "invalid API key")
-                return
-            who = digest(key)
-        else:
-            client = scope.get("client") or ("-", 0)
-            who = str(client[0]).encode()
-        wait = self.limiter.take(who)
-        if wait > 0:
-            await _answer(send, 429, f"rate limit: at most {self.settings.rate_limit_per_second:g} "
-                          f"requests per second per key (burst {self.settings.rate_limit_burst})",
-                          {"Retry-After": str(max(1, math.ceil(wait)))})
-            return
-        await self.app(scope, receive, send)
-
-
-class RateLimiter:
-    """Token buckets, one per key (per client address without auth): ``rate`` tokens a second,
-    at most ``burst``; ``rate`` 0 turns the limit off. Only keys that passed the check get a
-    bucket; without auth the oldest buckets are forgotten beyond ``max_buckets``."""
-
-    def __init__(self, rate: float, burst: int, max_buckets: int = 10_000) -> None:
-        self.rate, self.burst, self.max_buckets = float(rate), int(burst), max_buckets
-        self._buckets: dict[bytes, tuple[float, float]] = {}  # key -> (tokens, time)
-
-    def take(self, who: bytes, now: float | None = None) -> float:
-        """0 when a request may go (a token is taken), else the seconds until one may."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.pop(who, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if len(self._buckets) >= self.max_buckets:
-            self._buckets.pop(next(iter(self._buckets)))
-        if tokens >= 1.0:
-            self._buckets[who] = (tokens - 1.0, now)
-            return 0.0
-        self._buckets[who] = (tokens, now)
-        return (1.0 - tokens) / self.rate
-
-
-class Observe:
-    """ASGI middleware: request count, latency and errors per route; one log line each.
-
-    A request that ends without an answer because its client went away (a disconnect seen, or
-    the app cancelled) is recorded as status 499 and in ``crossrec_http_aborted_total``, not
-    as a server error; only an exception of the app with the client still there is a 500.
-    """
-
-    def __init__(self, app: Any, metrics: ServeMetrics, paths: frozenset[str]) -> None:
-        self.app, self.metrics, self.paths = app, metrics, paths
-
-    def _route(self, scope: dict) -> str:
-        """The route template; for an answer given before routing (413, 401, 429), the path
-        if it is a route's, else "unmatched"."""
-        route = getattr(scope.get("route"), "path", None)
-        if route is None:
-            route = scope["path"] if scope["path"] in self.paths else "unmatched"
-        return route
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status, gone = time.perf_counter(), None, False
-
-        async def send_status(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        async def watch(message_source: Any = receive) -> dict:
-            nonlocal gone
-            message = await message_source()
-            if message["type"] == "http.disconnect":
-                gone = True
-            return message
-
-        try:
-            await self.app(scope, watch, send_status)
-        except BaseException as e:
-            if status is None and (gone or isinstance(e, asyncio.CancelledError | OSError)):
-                gone = True
-            raise
-        finally:
-            if status is None:
-                status = ABORTED if gone else 500
-            seconds = time.perf_counter() - start
-            route = self._route(scope)
-            if status == ABORTED:
-                self.metrics.aborted.labels(route=route).inc()
-            self.metrics.observe(route, scope["method"], status, seconds)
-            log.info("%s %s %d %.1fms user=%s", scope["method"], route, status, seconds * 1e3,
-                     scope.get(USER_KEY, "-"))
-
-
 def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
                events: EventStore | None = None, keys: KeyRing | None = None,
                admin_keys: KeyRing | None = None,
@@ -270,8 +87,9 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         settings: auth, limits, event store location (defaults: ``ServeSettings()``).
         events: an open event store (default: ``open_event_store(settings.events)``); the app
             closes it on shutdown.
-        keys: accepted API keys (default: read from ``settings.keys_file`` / ``keys_env``).
-        admin_keys: keys that also open the ``/admin/*`` routes (default: read from
+        keys: accepted API keys with their roles (default: read from ``settings.keys_file`` /
+            ``keys_env``).
+        admin_keys: keys of role ``admin``, whatever their ring says (default: read from
             ``settings.admin_keys_file`` / ``admin_keys_env``).
         source: where ``POST /admin/reload`` and SIGHUP reload from (a store's live version or
             a bundle directory); None: reloading is refused.
@@ -284,9 +102,10 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         keys = KeyRing.load(settings.keys_file, settings.keys_env) if settings.auth \
             else KeyRing([])
     if admin_keys is None:
-        admin_keys = KeyRing.load(settings.admin_keys_file, settings.admin_keys_env) \
-            if settings.auth else KeyRing([])
-    if settings.auth and not len(keys) + len(admin_keys):
+        admin_keys = KeyRing.load(settings.admin_keys_file, settings.admin_keys_env,
+                                  role="admin") if settings.auth else KeyRing([])
+    ring = keys + KeyRing(list(admin_keys._keys), role="admin")
+    if settings.auth and not len(ring):
         raise ConfigError(f"no API key configured: give a keys file or set ${settings.keys_env}"
                           " (or turn auth off explicitly)")
     store = events if events is not None else open_event_store(settings.events)
@@ -333,32 +152,6 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return JSONResponse(_error_body([{"loc": exc.loc, "msg": exc.msg, "type": exc.kind}]),
                             status_code=422)
 
-    def request_key(request: Request) -> str:
-        # headers read directly: FastAPI's Header() parameters cost ~0.1 ms a request
-        headers = request.headers
-        key = presented_key(headers.get("authorization"), headers.get("x-api-key"))
-        if key is None:
-            raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or "
-                                "'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
-        return key
-
-    async def require_key(request: Request) -> None:
-        if not settings.auth:
-            return
-        key = request_key(request)
-        if not (keys.check(key) or admin_keys.check(key)):
-            raise HTTPException(403, "invalid API key")
-
-    async def require_admin(request: Request) -> None:
-        if not settings.auth:
-            return
-        key = request_key(request)
-        if not len(admin_keys):
-            raise HTTPException(403, "the admin routes are closed: no admin key is configured "
-                                f"(admin keys file, or ${settings.admin_keys_env})")
-        if not admin_keys.check(key):
-            raise HTTPException(403, "this route needs an admin key")
-
     def check_domain(cur: Served, domain: str | None, loc: Sequence[str | int]) -> str:
         if domain is None:
             return cur.bundle.target
@@ -391,7 +184,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
     # Inference takes a few ms of CPU: it runs on the event loop (``async def``), which saves
     # two thread hand-offs per request (dependency + endpoint) that cost more than the work on
     # a loaded machine. ``POST /events`` waits on a disk commit and stays in the thread pool.
-    api = APIRouter(dependencies=[Depends(require_key)])
+    api = APIRouter()
 
     @api.post("/recommend", response_model=RecommendResponse)
     async def recommend(req: RecommendRequest, request: Request) -> RecommendResponse:
@@ -446,8 +239,10 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
                             items=items_of(cur, rec))
 
     @api.post("/events", response_model=EventsResponse)
-    def post_events(req: EventsRequest) -> EventsResponse:
-        """Store interactions durably (answered after the commit); an event id is kept once."""
+    def post_events(req: EventsRequest, request: Request) -> EventsResponse:
+        """Store interactions durably (answered after the commit); an event id is kept once.
+        Each event is stored with the id of the key that posted it (``crossrec update
+        --exclude-key`` drops a key's events)."""
         if len(req.events) > settings.max_batch_events:
             raise FieldError(("body", "events"),
                              f"at most {settings.max_batch_events} events per request",
@@ -455,10 +250,10 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         cur = reloader.current
         for i, e in enumerate(req.events):
             check_domain(cur, e.domain, ("body", "events", i, "domain"))
-        received = time.time()
+        received, key_id = time.time(), str(request.scope.get(KEY_ID, "-"))
         new = store.add([Event(e.event_id, e.user_id, e.domain, e.item_id, e.rating,
                                int(received) if e.timestamp is None else e.timestamp,
-                               received, cur.bundle.version) for e in req.events])
+                               received, cur.bundle.version, key_id) for e in req.events])
         for e in new:
             metrics.events.labels(domain=e.domain).inc()
         metrics.duplicates.inc(len(req.events) - len(new))
@@ -470,7 +265,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app.include_router(api)
-    admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+    admin = APIRouter(prefix="/admin")  # role admin: checked by the Gate
 
     def reload_response(result: dict[str, Any]) -> Response | ReloadResponse:
         out = ReloadResponse(**result)
@@ -504,7 +299,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return Status(status="ready", model_version=reloader.current.bundle.version)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(Gate, settings=settings, keys=keys, admin_keys=admin_keys)
+    app.add_middleware(Gate, settings=settings, keys=ring)
     # the routers' own routes: FastAPI may keep an included router as one opaque entry
     paths = frozenset(getattr(r, "path", "") for r in [*app.routes, *api.routes,
                                                          *admin.routes])

@@ -3,7 +3,9 @@
 ``SQLiteEventStore`` (the embedded default: WAL journal, ``synchronous=FULL``, so a committed
 event survives a crash of the process or of the machine) and ``PostgresEventStore`` (given a
 ``postgresql://`` URL; needs the ``psycopg`` package). Both store an event id once: a duplicate
-id is counted and ignored, whatever its content.
+id is counted and ignored, whatever its content. Each event keeps the id of the API key that
+posted it (``key_id``: the key's name or digest prefix, never the key; ``-`` without auth, empty
+for events stored before keys had ids), so ``crossrec update --exclude-key`` can drop them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Protocol
 from crossrec.errors import ConfigError
 
 COLUMNS = ("event_id", "user_id", "domain", "item_id", "rating", "timestamp", "received_at",
-           "model_version")
+           "model_version", "key_id")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Event:
     timestamp: int
     received_at: float = 0.0
     model_version: str = ""
+    key_id: str = ""
 
 
 class EventStore(Protocol):
@@ -58,7 +61,7 @@ class EventStore(Protocol):
 
 def _row(r: tuple) -> Event:
     return Event(r[0], r[1], r[2], r[3], None if r[4] is None else float(r[4]), int(r[5]),
-                 float(r[6]), r[7])
+                 float(r[6]), r[7], r[8] or "")
 
 
 class SQLiteEventStore:
@@ -76,7 +79,11 @@ class SQLiteEventStore:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
             " domain TEXT NOT NULL, item_id TEXT NOT NULL, rating REAL, timestamp INTEGER NOT NULL,"
-            " received_at REAL NOT NULL, model_version TEXT NOT NULL)")
+            " received_at REAL NOT NULL, model_version TEXT NOT NULL,"
+            " key_id TEXT NOT NULL DEFAULT '')")
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(events)").fetchall()}
+        if "key_id" not in have:  # a file written before events carried their key's id
+            self._db.execute("ALTER TABLE events ADD COLUMN key_id TEXT NOT NULL DEFAULT ''")
         self._db.execute("CREATE INDEX IF NOT EXISTS events_received ON events (received_at)")
 
     def add(self, events: list[Event]) -> list[Event]:
@@ -145,7 +152,10 @@ class PostgresEventStore:
                 "CREATE TABLE IF NOT EXISTS crossrec_events (event_id TEXT PRIMARY KEY,"
                 " user_id TEXT NOT NULL, domain TEXT NOT NULL, item_id TEXT NOT NULL,"
                 " rating DOUBLE PRECISION, timestamp BIGINT NOT NULL,"
-                " received_at DOUBLE PRECISION NOT NULL, model_version TEXT NOT NULL)")
+                " received_at DOUBLE PRECISION NOT NULL, model_version TEXT NOT NULL,"
+                " key_id TEXT NOT NULL DEFAULT '')")
+            cur.execute("ALTER TABLE crossrec_events ADD COLUMN IF NOT EXISTS key_id TEXT"
+                        " NOT NULL DEFAULT ''")
             cur.execute("CREATE INDEX IF NOT EXISTS crossrec_events_received"
                         " ON crossrec_events (received_at)")
             self._conn.commit()
@@ -157,7 +167,7 @@ class PostgresEventStore:
 
     def add(self, events: list[Event]) -> list[Event]:
         cols = list(zip(*(tuple(getattr(e, c) for c in COLUMNS) for e in events), strict=True))
-        types = ("text", "text", "text", "text", "float8", "int8", "float8", "text")
+        types = ("text", "text", "text", "text", "float8", "int8", "float8", "text", "text")
         unnest = ", ".join(f"%s::{t}[]" for t in types)
         with self._lock:
             conn = self._connect()

@@ -18,11 +18,12 @@ class ServeSettings(BaseModel):
 
     Attributes:
         auth: require an API key on every route but ``/healthz`` and ``/readyz``.
-        keys_file: file of API keys, one per line (plain, or ``sha256:<hex digest>``; ``#``
-            starts a comment). Keys from ``keys_env`` are added.
+        keys_file: file of API keys, one per line: the key (plain, or ``sha256:<hex digest>``)
+            then optionally ``role=read|write|admin`` and ``name=<id>`` (``#`` starts a
+            comment). A key without a role is ``write`` (what every key could do before roles
+            existed). Keys from ``keys_env`` are added (comma-separated entries, same format).
         keys_env: environment variable holding comma-separated keys.
-        admin_keys_file: file of admin keys (same format); with auth on, only these open
-            ``POST /admin/reload`` and ``POST /admin/rollback`` (and every other route too).
+        admin_keys_file: file of admin keys (same format, role ``admin`` whatever is written).
             With no admin key configured the admin routes answer 403.
         admin_keys_env: environment variable holding comma-separated admin keys.
         events: where ``POST /events`` stores interactions: a SQLite file path (the embedded
@@ -34,9 +35,16 @@ class ServeSettings(BaseModel):
             beyond ``rate_limit_burst`` at once; more get 429 with ``Retry-After``. Without
             auth, per client address. 0 turns the limit off.
         rate_limit_burst: requests a key may make at once before the rate applies.
-        header_timeout_s: seconds a connection may take to send its request headers, and to
-            stay idle between keep-alive requests, before it is closed (slow clients cut).
+        header_timeout_s: seconds a connection may take to send a request's headers (from
+            its opening, or from the previous answer) before it is closed (slowloris cut).
+        body_timeout_s: seconds a request's body may take to arrive once its headers have.
+        keep_alive_s: seconds an idle keep-alive connection is kept open.
+        max_requests_per_connection: requests one keep-alive connection may carry; the last
+            answer closes it.
         max_connections: concurrent connections (and tasks) per worker; beyond, 503.
+        graceful_shutdown_s: on SIGTERM, seconds the requests in flight get before they are cut.
+        forwarded_allow_ips: comma-separated addresses of reverse proxies whose
+            ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are trusted (``*``: any).
         tls_cert / tls_key: PEM certificate and key: serve HTTPS with uvicorn's own TLS.
         max_k: the largest ``k`` a request may ask for.
         max_history: the most history items a request may carry.
@@ -64,7 +72,12 @@ class ServeSettings(BaseModel):
     rate_limit_per_second: float = Field(1000.0, ge=0)
     rate_limit_burst: int = Field(2000, ge=1)
     header_timeout_s: float = Field(10.0, gt=0, le=600)
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    keep_alive_s: float = Field(5.0, gt=0, le=600)
+    max_requests_per_connection: int = Field(1000, ge=1)
     max_connections: int = Field(1000, ge=1)
+    graceful_shutdown_s: float = Field(30.0, ge=0, le=3600)
+    forwarded_allow_ips: str = "127.0.0.1"
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_k: int = Field(100, ge=1, le=10_000)
@@ -77,25 +90,57 @@ class ServeSettings(BaseModel):
 
     def uvicorn_options(self) -> dict[str, object]:
         """Keyword arguments of ``uvicorn.run`` / ``uvicorn.Config`` that bound what one
-        connection may hold: the h11 parser (whose incomplete-request limit caps the headers),
-        the keep-alive and header timeout, the connection cap, and TLS when both files are set.
+        connection may hold: the h11 parser (whose incomplete-request limit caps the headers)
+        with a deadline for each request's headers and body and a request cap per connection
+        (``crossrec.serving.protocol``), the keep-alive timeout, the connection cap, the
+        graceful-shutdown bound, the trusted proxies, and TLS when both files are set.
 
         Raises:
-            ConfigError: only one of ``tls_cert`` / ``tls_key``, or a file that is missing.
+            ConfigError: only one of ``tls_cert`` / ``tls_key``, a missing file, or files that
+                are not a PEM certificate and its key.
         """
-        from crossrec.errors import ConfigError
+        import functools
 
+        from crossrec.serving.protocol import ConnectionLimits, GuardedH11Protocol
+
+        limits = ConnectionLimits(self.header_timeout_s, self.body_timeout_s,
+                                  self.max_requests_per_connection)
         opts: dict[str, object] = {
-            "http": "h11",
+            "http": functools.partial(GuardedH11Protocol, limits=limits),
             "h11_max_incomplete_event_size": self.max_header_bytes,
-            "timeout_keep_alive": self.header_timeout_s,
+            "timeout_keep_alive": self.keep_alive_s,
             "limit_concurrency": self.max_connections,
+            "timeout_graceful_shutdown": self.graceful_shutdown_s,
+            "proxy_headers": True,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
         }
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("--tls-cert and --tls-key go together: give both")
-        if self.tls_cert is not None and self.tls_key is not None:
-            for path in (self.tls_cert, self.tls_key):
-                if not Path(path).is_file():
-                    raise ConfigError(f"{path}: no such file (TLS certificate or key)")
-            opts["ssl_certfile"], opts["ssl_keyfile"] = str(self.tls_cert), str(self.tls_key)
+        tls = check_tls(self.tls_cert, self.tls_key)
+        if tls is not None:
+            opts["ssl_certfile"], opts["ssl_keyfile"] = tls
         return opts
+
+
+def check_tls(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """The TLS certificate and key paths, checked to load together (None: no TLS).
+
+    Raises:
+        ConfigError: one without the other, a missing file, or not a PEM pair.
+    """
+    import ssl
+
+    from crossrec.errors import ConfigError
+
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key go together: give both")
+    if cert is None or key is None:
+        return None
+    for path in (cert, key):
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: no such file (TLS certificate or key)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(f"{cert} / {key}: not a PEM certificate and its private key "
+                          f"({e.__class__.__name__}: {getattr(e, 'reason', None) or e})"
+                          ) from None
+    return str(cert), str(key)

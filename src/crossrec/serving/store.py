@@ -11,6 +11,11 @@ renamed), so the pointer to the live version always names a version that was com
 verified (every file's sha256) when it was made live. A version directory appears whole or
 not at all (it is written under a hidden staging name, then renamed). ``history`` is a stack:
 activating pushes, ``rollback`` pops back to the version that was live before.
+
+Every version ``store.json`` names must be a plain name (letters, digits, ``.``, ``_``, ``-``;
+no ``/`` or ``..``) whose directory is a real folder inside ``versions/``, and a version is the
+content hash of its bundle: loading or activating it recomputes the hash and refuses a
+mismatch.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -27,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from crossrec.atomic import atomic_file
-from crossrec.bundle import Bundle, BundleError, read_meta
+from crossrec.bundle import Bundle, BundleError, confined, read_meta
 from crossrec.errors import CrossrecError
 
 STORE_FILE = "store.json"
 STORE_FORMAT = 1
+VERSION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
 
 class StoreError(CrossrecError):
@@ -82,6 +89,10 @@ class BundleStore:
         for key, kind in (("history", list), ("versions", dict), ("log", list)):
             if not isinstance(state.get(key), kind):
                 raise StoreError(f"{f}: field {key!r} missing or not a {kind.__name__}")
+        for v in [*state["versions"], *state["history"]]:
+            if not isinstance(v, str) or VERSION_NAME.match(v) is None or ".." in v:
+                raise StoreError(f"{f}: version name {v!r} is not a plain name (letters, "
+                                 "digits, '.', '_', '-'): it could leave the store")
         live = state.get("live")
         if live is not None and live not in state["versions"]:
             raise StoreError(f"{f}: field 'live' names {live!r}, which is not in 'versions'")
@@ -112,11 +123,16 @@ class BundleStore:
         return hits[0]
 
     def load(self, version: str | None = None) -> Bundle:
-        """Load (checksums verified) ``version``, by default the live one."""
+        """Load (checksums verified, version recomputed) ``version``, by default the live
+        one."""
         version = version or self.live
         if version is None:
             raise StoreError(f"{self.root}: no live version yet")
-        return Bundle.load(self.path_of(version))
+        version = self.resolve(version)
+        bundle = Bundle.load(self._folder(version))
+        if bundle.version != version:
+            raise StoreError(f"version {version}: its files hash to {bundle.version}")
+        return bundle
 
     # ----------------------------------------------------------------- writing
     def add(self, bundle: Bundle, **record: Any) -> str:
@@ -133,12 +149,16 @@ class BundleStore:
             shutil.rmtree(staging, ignore_errors=True)
 
     def add_directory(self, path: str | Path, **record: Any) -> str:
-        """Copy a bundle directory (checksums verified first) into the store as a version."""
+        """Copy a bundle directory (checksums verified first) into the store as a version:
+        ``meta.json`` and the files it lists, nothing else."""
         path = Path(path)
-        version = read_meta(path)["version"]
+        meta = read_meta(path)
+        version = meta["version"]
         staging = self._staging()
         try:
-            shutil.copytree(path, staging)
+            for rel in ["meta.json", *meta["sha256"]]:
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(confined(path, rel, path / "meta.json"), staging / rel)
             record.setdefault("origin", f"added from {path}")
             return self._register(staging, version, record)
         finally:
@@ -182,9 +202,17 @@ class BundleStore:
     def _staging(self) -> Path:
         return self.root / "versions" / f".staging-{uuid.uuid4().hex}"
 
+    def _folder(self, version: str) -> Path:
+        folder = self.root / "versions" / version
+        if folder.is_symlink() or not folder.is_dir():
+            raise StoreError(f"version {version}: {folder} is not a folder of the store "
+                             "(missing, or a link)")
+        return folder
+
     def _verify(self, version: str) -> None:
+        folder = self._folder(version)
         try:
-            meta = read_meta(self.root / "versions" / version)
+            meta = read_meta(folder)
         except BundleError as e:
             raise StoreError(f"version {version} is damaged and cannot be made live: {e}"
                              ) from None

@@ -37,7 +37,8 @@ CURSOR_OVERLAP = 300.0  # seconds re-read before the cursor: a late commit is ne
 @dataclass
 class EventCounts:
     """What became of the events read: ``read = used + duplicates + unknown_items +
-    unknown_domains``; ``cursor`` is the newest server receive time seen."""
+    unknown_domains + excluded`` (``excluded``: posted by a key given to ``--exclude-key``);
+    ``cursor`` is the newest server receive time seen."""
 
     read: int = 0
     used: int = 0
@@ -46,6 +47,7 @@ class EventCounts:
     unknown_domains: int = 0
     new_users: int = 0
     cursor: float = 0.0
+    excluded: int = 0
 
 
 def merge_events(train: MultiDomainDataset, events: Sequence[Event]
@@ -254,6 +256,7 @@ class UpdateResult:
 def run_update(store: BundleStore, events: str, *, eval_config: str | Path | None = None,
                activate: bool = False, force: bool = False, tolerance: float = 0.005,
                all_events: bool = False, device: str = "cpu",
+               exclude_keys: Sequence[str] = (),
                log: Callable[[str], None] = lambda _: None) -> UpdateResult:
     """Read new events, refit, write the new version into ``store``; activate if asked.
 
@@ -269,6 +272,8 @@ def run_update(store: BundleStore, events: str, *, eval_config: str | Path | Non
             the old one's by at most this much (absolute).
         all_events: read every stored event, not only those after the live version's cursor.
         device: where the refit runs.
+        exclude_keys: ids of API keys (``name=`` or digest prefix) whose events are dropped
+            before the refit (counted as ``excluded``; the cursor still passes them).
         log: progress lines.
     """
     old_version = store.live
@@ -278,8 +283,15 @@ def run_update(store: BundleStore, events: str, *, eval_config: str | Path | Non
     cursor = float(store.versions()[old_version].get("events_cursor", 0.0))
     since = 0.0 if all_events else max(0.0, cursor - CURSOR_OVERLAP)
     read = read_events(events, since)
-    train, counts = merge_events(old.train, read)
-    counts.cursor = max(counts.cursor, cursor)
+    newest = max((e.received_at for e in read), default=0.0)
+    drop = set(exclude_keys)
+    kept = [e for e in read if e.key_id not in drop] if drop else read
+    train, counts = merge_events(old.train, kept)
+    counts.excluded = len(read) - len(kept)
+    counts.read = len(read)
+    counts.cursor = max(counts.cursor, cursor, newest)
+    if drop:
+        log(f"{counts.excluded} events of key(s) {', '.join(sorted(drop))} excluded")
     result = UpdateResult(str(store.root), old_version, None, counts,
                           (len(old.train.interactions), len(train.interactions)), live=old_version)
     log(f"{counts.read} events read ({counts.used} new pairs, {counts.duplicates} duplicates, "
@@ -307,6 +319,7 @@ def run_update(store: BundleStore, events: str, *, eval_config: str | Path | Non
         for p, vals in result.evaluation.values.items()}
     result.new_version = store.add(new, parent=old_version, origin="update",
                                    events_cursor=counts.cursor, events_used=counts.used,
+                                   excluded_keys=sorted(drop),
                                    fit_seconds=result.fit_seconds, metrics=metrics)
     passed = result.guard.get("passed", True)
     if activate and (passed or force):
