@@ -310,10 +310,10 @@ def encode(
                               max_seq_length=enc_cfg.max_seq_length, backend=enc_cfg.backend)
             vectors, stats = encode_distributed(texts, model, factory, workers=workers,
                                                 cache=where, batch_size=enc_cfg.batch_size,
-                                                address=address, progress=sys.stderr.isatty())
+                                                address=address, progress=True)
         else:
             vectors, stats = encode_with_stats(texts, model, batch_size=enc_cfg.batch_size,
-                                               cache=where, progress=sys.stderr.isatty())
+                                               cache=where, progress=True)
         if out is not None:
             def write(tmp: Path) -> None:
                 with open(tmp, "wb") as fh:  # np.save(path) would add a suffix to tmp

@@ -42,11 +42,14 @@ def test_encode_twice_second_run_encodes_nothing(prepared, shared_minilm, tmp_pa
     r = runner.invoke(app, ["encode", str(prepared), "--batch-size", "32", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "220 items" in r.output and "encoded 220," in r.output and "items/s" in r.output
+    assert "encoding 220 item texts with all-MiniLM-L6-v2; caching vectors in " in r.output
+    assert sum(x.startswith("encoding item texts: ") for x in r.output.splitlines()) >= 10
     v = np.load(out)
     assert v.shape == (220, 384) and v.dtype == np.float32
     r = runner.invoke(app, ["encode", str(prepared)])
     assert r.exit_code == 0, r.output
     assert "encoded 0, from cache 220" in r.output
+    assert "loaded 220 item vectors (220 distinct texts) from the cache " in r.output
     assert (tmp_path / "cache" / "vectors").is_dir()
 
 

@@ -6,7 +6,8 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,7 +130,9 @@ def encode_items(texts: Sequence[str], encoder: TextEncoder, *,
         cache: a VectorCache, a cache root directory, "default" (``$CROSSREC_CACHE/vectors``)
             or None (no cache).
         batch_size: texts per encoder call.
-        progress: show a progress bar while encoding.
+        progress: say what is encoded with which model and where it is cached (or that the
+            cache had it all), and report progress: a bar on a terminal, else a plain line
+            on stdout at least every 10 % of the texts.
     """
     return encode_with_stats(texts, encoder, cache=cache, batch_size=batch_size,
                              progress=progress)[0]
@@ -173,32 +176,68 @@ def encode_with_stats(texts: Sequence[str], encoder: TextEncoder, *,
                       progress: bool = True) -> tuple[np.ndarray, EncodeStats]:
     """``encode_items`` that also says what it did: ``(float32 [n, dim], EncodeStats)``.
 
-    Texts to encode go longest first in chunks of ``16 * batch_size`` (each chunk is one
-    cache shard, so an interrupted run keeps what it finished); within a chunk the encoder
-    batches them as it would the whole list, so padding is the same as one direct call.
+    Texts to encode go longest first in chunks of up to ``16 * batch_size`` (each chunk is one
+    cache shard, so an interrupted run keeps what it finished), and at most a tenth of them, so
+    that progress is reported at least every 10 %; a chunk is a whole number of batches where
+    the texts allow, so the encoder pads them as it would in one direct call.
     """
     cache = open_cache(cache, encoder)
     job = EncodeJob(texts, cache, encoder.dim)
     uniq, first, vecs, todo = job.unique, job.first, job.vectors, job.todo
+    if progress:
+        announce(job, encoder, cache)
     if len(todo):
-        chunk = max(batch_size * 16, 1024)
-        bar = None
-        if progress:
-            from rich.progress import Progress
-
-            bar = Progress(transient=True)
-            bar.start()
-            task = bar.add_task(f"encoding {len(todo):,} texts", total=len(todo))
-        try:
+        chunk = chunk_size(len(todo), batch_size, max(batch_size * 16, 1024))
+        with encode_progress(len(todo), progress) as advance:
             for s in range(0, len(todo), chunk):
                 idx = todo[s:s + chunk]
                 new = encoder.encode([first[uniq[i]] for i in idx], batch_size=batch_size)
                 vecs[idx] = new
                 if cache is not None:
                     cache.add([uniq[i] for i in idx], new)
-                if bar is not None:
-                    bar.advance(task, len(idx))
-        finally:
-            if bar is not None:
-                bar.stop()
+                advance(len(idx))
     return job.result()
+
+
+def chunk_size(n: int, batch_size: int, most: int) -> int:
+    """Texts per encoder call (and cache shard): at most ``most`` and a tenth of ``n``, in
+    whole batches when a tenth holds one."""
+    c = max(1, min(most, n // 10))
+    return c - c % batch_size if c >= batch_size else c
+
+
+def encode_progress(total: int, shown: bool) -> AbstractContextManager[Callable[[int], None]]:
+    """``crossrec.console.progress`` of the encoding, or a silent stand-in."""
+
+    from crossrec.console import progress
+
+    return progress(total, "encoding item texts") if shown else nullcontext(lambda n: None)
+
+
+def _home(path: Path) -> str:
+    """``path`` with the home directory written ``~``."""
+    try:
+        return "~/" + path.resolve().relative_to(Path.home().resolve()).as_posix()
+    except (ValueError, RuntimeError):
+        return str(path)
+
+
+def announce(job: EncodeJob, encoder: TextEncoder, cache: VectorCache | None) -> None:
+    """One line saying what will be encoded with which model, and where vectors are cached
+    (or that the cache has them all)."""
+    from crossrec.console import note
+
+    spec = getattr(encoder, "spec", None)
+    model = getattr(spec, "model", None) or encoder.key
+    found = int(job.found.sum())
+    if not job.n_texts:
+        return
+    if not len(job.todo):
+        where = f" from the cache {_home(cache.dir)}" if cache is not None else ""
+        note(f"loaded {job.n_texts:,} item vectors ({len(job.unique):,} distinct texts){where}; "
+             "nothing to encode")
+        return
+    known = f" ({found:,} of {len(job.unique):,} distinct texts cached)" if found else ""
+    where = (f"caching vectors in {_home(cache.dir)}" if cache is not None
+             else "no vector cache")
+    note(f"encoding {len(job.todo):,} item texts{known} with {model}; {where}")

@@ -21,7 +21,15 @@ import numpy as np
 
 from crossrec.cluster import check_workers, ray_session
 from crossrec.encoders.base import TextEncoder
-from crossrec.encoders.cache import EncodeJob, EncodeStats, VectorCache, open_cache
+from crossrec.encoders.cache import (
+    EncodeJob,
+    EncodeStats,
+    VectorCache,
+    announce,
+    chunk_size,
+    encode_progress,
+    open_cache,
+)
 from crossrec.errors import ConfigError
 
 
@@ -70,9 +78,10 @@ def encode_distributed(
         workers: actors in the pool (one CPU each).
         cache: as in ``encode_with_stats``; None keeps the vectors in memory only.
         batch_size: texts per encoder call; a Ray batch (and a cache shard) holds up to 16
-            of them, fewer when that leaves a worker idle.
+            of them, fewer when that leaves a worker idle or holds over a tenth of the texts.
         address: an existing Ray cluster; None starts a local one.
-        progress: Ray Data's progress bars.
+        progress: say what is encoded and cached, and report progress as batches come back
+            (as ``encode_with_stats``; Ray Data's own bars stay off).
 
     Returns:
         ``(float32 [n, dim], EncodeStats)``, as ``encode_with_stats``.
@@ -81,13 +90,16 @@ def encode_distributed(
     store = open_cache(cache, encoder)
     job = EncodeJob(texts, store, encoder.dim)
     uniq, first, vecs, todo = job.unique, job.first, job.vectors, job.todo
+    if progress:
+        announce(job, encoder, store)
     if len(todo):
         pos = {uniq[i]: int(i) for i in todo}
         rows = [{"hash": uniq[i], "text": first[uniq[i]]} for i in todo]
-        chunk = max(1, min(batch_size * 16, -(-len(rows) // workers)))  # every worker busy
+        # every worker busy; a batch back at least every tenth of the texts
+        chunk = chunk_size(len(rows), batch_size, min(batch_size * 16, -(-len(rows) // workers)))
         done = 0
-        with ray_session(workers, address) as ray:
-            ray.data.DataContext.get_current().enable_progress_bars = progress
+        with ray_session(workers, address) as ray, encode_progress(len(rows), progress) as advance:
+            ray.data.DataContext.get_current().enable_progress_bars = False
             blocks = -(-len(rows) // chunk)
             ds = ray.data.from_items(rows, override_num_blocks=blocks)
             out = ds.map_batches(EncoderActor, fn_constructor_args=(factory, encoder.key,
@@ -104,6 +116,7 @@ def encode_distributed(
                 if store is not None:
                     store.add(got, new)
                 done += len(got)
+                advance(len(got))
         if done != len(todo):
             raise RuntimeError(f"the workers returned {done} of {len(todo)} vectors")
     return job.result()
