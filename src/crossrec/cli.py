@@ -125,6 +125,21 @@ def _main(
 SHOWN = ["recall", "ndcg", "hr", "mrr", "mae", "rmse"]
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value")]
+SeedsOpt = Annotated[str | None, typer.Option(
+    "--seeds", help="Comma-separated run seeds, e.g. 0,1,2 (default: train.seeds)")]
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``: the one seeds syntax of every command.
+
+    Raises:
+        CrossrecError: not comma-separated non-negative integers (the message quotes it).
+    """
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise CrossrecError(f"{option} {text!r}: expected comma-separated non-negative "
+                            "integers, e.g. 0,1,2")
+    return [int(p) for p in parts]
 
 
 def _parse_options(items: list[str] | None) -> dict:
@@ -338,7 +353,9 @@ def train(
                                              "name>-<UTC time>)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete what is in OUT "
                                             "(e.g. an earlier run) and train there")] = False,
-    seed: Annotated[int, typer.Option(help="Seed (overrides train.seeds)")] = 0,
+    seeds: SeedsOpt = None,
+    seed: Annotated[str | None, typer.Option("--seed", hidden=True,
+                                             help="Old spelling of --seeds")] = None,
     model: Annotated[str, typer.Option(help="Which model table of the file: its name, its "
                                        "label (as in benchmark tables, e.g. "
                                        "'itemknn(train_on=all)') or its 0-based index")] = "0",
@@ -367,7 +384,7 @@ def train(
     OUT is never replaced silently: an existing non-empty OUT is refused unless --resume
     (an earlier run) or --overwrite.
     """
-    from crossrec.eval.report import format_table
+    from crossrec.eval.report import format_long
     from crossrec.experiment import fit_and_evaluate, load_dataset, make_split, save_run
     from crossrec.training.distributed import under_torchrun
     from crossrec.training.rundir import run_dir
@@ -375,6 +392,7 @@ def train(
     chosen, existed = out is None, out is not None and out.exists()
     try:
         cfg = load_config(config, set_)
+        seed = _one_seed(cfg, seeds, seed)
         specs = cfg.model_specs()
         model = _model_index(cfg, model)
         out = run_dir(out, cfg.name, resume=resume, overwrite=overwrite)
@@ -390,16 +408,32 @@ def train(
             res = fit_and_evaluate(cfg, specs[model], split, seed, run_dir=out, resume=resume)
             save_run(res, out)
             shown = {"label": res.label, "split": split.name, "protocol": res.test.protocol,
-                     "fit_seconds": res.fit_seconds, "summary": res.test.summary}
+                     "fit_seconds": res.fit_seconds, "summary": res.test.summary,
+                     "by_domain": res.test.by_domain}
     except CrossrecError as e:
         if out is not None and not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # created here and nothing written: leave nothing behind
         _fail(e)
-    summary = shown["summary"]
+    summary = shown.get("by_domain", shown["summary"])
     rows = summary.assign(model=shown["label"], mean=summary["value"], std=0.0, seeds=1)
-    console.print(format_table(rows, title=f"{shown['label']} on {shown['split']}, "
-                                           f"{shown['protocol']}"))
+    console.print(format_long(rows, title=f"{shown['label']} on {shown['split']}, "
+                                          f"{shown['protocol']}"))
     console.print(f"fit {shown['fit_seconds']:.1f}s; bundle: {out / 'bundle'}")
+
+
+def _one_seed(cfg: ExperimentConfig, seeds: str | None, old: str | None) -> int:
+    """The seed ``train`` fits with: ``--seeds`` (one), its old spelling ``--seed``, else the
+    first of ``train.seeds``."""
+    if seeds is not None and old is not None:
+        raise CrossrecError("give --seeds (--seed is its old spelling), not both")
+    given = seeds if seeds is not None else old
+    if given is None:
+        return cfg.train.seeds[0] if cfg.train.seeds else 0
+    chosen = parse_seeds(given)
+    if len(chosen) != 1:
+        raise CrossrecError(f"--seeds {given}: train fits one model with one seed; give one "
+                            "(benchmark runs several)")
+    return chosen[0]
 
 
 def _model_index(cfg: ExperimentConfig, wanted: str) -> int:
@@ -470,7 +504,7 @@ def evaluate(
     ranking, sampled, next_item or rating error)."""
     from crossrec.bundle import Bundle
     from crossrec.config import ExperimentConfig
-    from crossrec.eval.report import format_table
+    from crossrec.eval.report import format_long
     from crossrec.eval.run import run
     from crossrec.experiment import load_dataset, make_split
 
@@ -482,9 +516,10 @@ def evaluate(
                   workers=workers, address=address)
     except CrossrecError as e:
         _fail(e)
-    rows = res.summary.assign(model=b.config["model"]["name"], mean=res.summary["value"],
-                              std=0.0, seeds=1)
-    console.print(format_table(rows, title=f"{bundle} on {split.name} ({part}), {res.protocol}"))
+    by_domain = res.by_domain
+    rows = by_domain.assign(model=b.config["model"]["name"], mean=by_domain["value"], std=0.0,
+                            seeds=1)
+    console.print(format_long(rows, title=f"{bundle} on {split.name} ({part}), {res.protocol}"))
 
 
 @app.command()
@@ -494,11 +529,16 @@ def benchmark(
                                              "of one directory per config")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write rows as JSON (with "
                                                    "several configs: NAME-<config>.json)")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2")] = None,
+    seeds: SeedsOpt = None,
+    seed: Annotated[str | None, typer.Option("--seed", hidden=True,
+                                             help="Old spelling of --seeds")] = None,
     only: Annotated[str | None, typer.Option(help="Comma-separated model names or labels: "
                                              "run only these models of the file")] = None,
-    resume: Annotated[bool, typer.Option(help="Keep each finished (model, seed) result in "
-                                         "OUT/runs and read back those already there")] = False,
+    resume: Annotated[bool, typer.Option(help="Read back the (model, seed) runs already in "
+                                         "OUT/runs and continue an interrupted neural fit "
+                                         "from its last finished epoch (every run is kept "
+                                         "there: per-user rows, run.json, per-epoch "
+                                         "train_log.jsonl)")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Several models x seeds on one dataset and split: table, report.md, PNG, JSON.
@@ -507,8 +547,14 @@ def benchmark(
     an interrupted benchmark, run again with the same command, fits only what is missing.
     """
     overrides = list(set_ or [])
-    if seeds:
-        overrides.append(f"train.seeds=[{seeds}]")
+    try:
+        if seeds is not None and seed is not None:
+            raise CrossrecError("give --seeds (--seed is its old spelling), not both")
+        if seeds is not None or seed is not None:
+            chosen = parse_seeds(seeds if seeds is not None else seed)
+            overrides.append(f"train.seeds={chosen}")
+    except CrossrecError as e:
+        _fail(e)
     command = "crossrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for config in configs:
         try:
@@ -542,13 +588,16 @@ def _only(cfg, only: str):  # noqa: ANN001, ANN202
 
 def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str,  # noqa: ANN001
                    resume: bool = False) -> None:
+    import pandas as pd
+
     from crossrec.atomic import atomic_file
-    from crossrec.eval.report import format_table, write_report
+    from crossrec.eval.report import distinct_groups, format_table, write_report
     from crossrec.experiment import benchmark as run_benchmark
     from crossrec.experiment import headline_metric, paired_against_best, paired_cross_vs_baseline
 
     console.rule(cfg.name)
-    result = run_benchmark(cfg, log=console.print, runs=out / "runs" if resume else None)
+    result = run_benchmark(cfg, log=console.print, runs=out / "runs", resume=resume)
+    rows = pd.concat([result.rows, result.domain_rows], ignore_index=True)
     group = cfg.eval.report_group
     main = headline_metric(cfg)
     tests = paired_against_best(result, main, group)
@@ -557,18 +606,19 @@ def _benchmark_one(cfg, out: Path, json_path: Path | None, command: str,  # noqa
     report_cfg = {**cfg.model_dump(), "protocol": result.protocol, "splits": result.splits,
                   "paired_tests": tests.to_dict("records"),
                   "paired_cross_vs_baseline": cross.to_dict("records")}
-    path = write_report(result.rows, out, title=f"{cfg.name} ({result.protocol})",
+    path = write_report(rows, out, title=f"{cfg.name} ({result.protocol})",
                         command=command, config=report_cfg,
                         tests={f"best model vs every other ({tested}, {group} users)": tests,
                                f"best cross-domain model vs best baseline ({tested}, {group} "
                                "users)": cross})
     if json_path:
-        text = json.dumps({"rows": result.rows.to_dict("records"), "config": report_cfg},
-                          indent=2, default=str)
+        text = json.dumps({"rows": result.rows.to_dict("records"),
+                           "domain_rows": result.domain_rows.to_dict("records"),
+                           "config": report_cfg}, indent=2, default=str)
         atomic_file(json_path, lambda tmp: tmp.write_text(text))
-    groups = [g for g in ("cold", "warm") if (result.rows["group"] == g).any()]
-    for g in ["all", *groups] if len(groups) > 1 else groups or ["all"]:
-        sub = result.rows[result.rows["group"] == g]
+    present = [g for g in ("all", "cold", "warm") if (rows["group"] == g).any()]
+    for g in distinct_groups(rows, present)[0]:
+        sub = rows[rows["group"] == g]
         if len(sub):
             sub = sub[sub["metric"].isin(SHOWN)]
             console.print(format_table(sub, title=f"{cfg.name}: {g} users ({result.protocol})"))

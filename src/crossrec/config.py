@@ -13,7 +13,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,16 @@ from pydantic import (
 
 from crossrec.errors import ConfigError
 from crossrec.paths import cache_dir, data_dir
+from crossrec.split_config import (
+    SPLITS,
+    ColdStartItemsSplit,
+    ColdStartUsersSplit,
+    LeaveOneOutSplit,
+    NewDomainSplit,
+    PredefinedSplit,
+    SplitConfig,
+    TemporalSplit,
+)
 
 __all__ = ["ColdStartItemsSplit", "ColdStartUsersSplit", "DataConfig", "EncoderConfig",
            "EvalConfig", "ExperimentConfig", "LeaveOneOutSplit", "NewDomainSplit",
@@ -40,106 +50,23 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where the data come from: a prepared dataset dir, or a reader + raw path."""
 
-    format: str = "tabular"  # a key of crossrec.data.sources.READERS
-    path: str = ""  # relative paths resolve against the data directory (CROSSREC_DATA)
-    options: dict[str, Any] = Field(default_factory=dict)  # passed to the reader
-    prepared: str = ""  # a `crossrec prepare` output dir; when set, format/path are ignored
-    k_core: int = 0
-    domains: list[str] = Field(default_factory=list)  # keep only these (default: all)
-
-
-class _Split(_Strict):
-    """Fields of every split kind: the target domain and the source role(s) of the models."""
-
-    target: str
-    source: list[str] = Field(default_factory=list)
-
-    @property
-    def redrawn_per_seed(self) -> bool:
-        """Whether each run seed draws its own split (only seeded kinds can)."""
-        return False
-
-    def split_seed(self, run_seed: int) -> int:
-        """The seed the split is drawn with for ``run_seed`` (0 when it does not follow)."""
-        return 0
-
-
-class _Seeded(_Split):
-    """A split that draws (users or items) with a seed: a new draw per run seed by default."""
-
-    valid_share: float = Field(0.5, gt=0.0, lt=1.0)  # share of the held-out part in valid
-    seed_follows_run: bool = True
-
-    @property
-    def redrawn_per_seed(self) -> bool:
-        return self.seed_follows_run
-
-    def split_seed(self, run_seed: int) -> int:
-        return run_seed if self.seed_follows_run else 0
-
-
-class _FewShot(_Split):
-    """Few-shot target users: each truth user keeps their first ``n_shots`` target
-    interactions in training; truth = their rows after the first ``shot_pool`` (default
-    ``n_shots``), only users with more than ``shot_pool`` (``crossrec.data.split.few_shot``)."""
-
-    n_shots: int = Field(0, ge=0)
-    shot_pool: int | None = Field(None, ge=0)
-
-
-class ColdStartUsersSplit(_Seeded, _FewShot):
-    """A ``ratio`` of the users in source and target lose their target interactions."""
-
-    kind: Literal["cold_start_users"] = "cold_start_users"
-    ratio: float = Field(0.2, gt=0.0, lt=1.0)
-
-
-class ColdStartItemsSplit(_Seeded):
-    """A ``ratio`` of the target's items lose all their interactions (held out)."""
-
-    kind: Literal["cold_start_items"] = "cold_start_items"
-    ratio: float = Field(0.2, gt=0.0, lt=1.0)
-
-
-class NewDomainSplit(_Seeded):
-    """The target is new: no target interaction in training at all."""
-
-    kind: Literal["new_domain"] = "new_domain"
-
-
-class LeaveOneOutSplit(_Split):
-    """Per target user: the last interaction is test, the one before valid."""
-
-    kind: Literal["leave_one_out"] = "leave_one_out"
-    min_interactions: int = Field(3, ge=1)
-
-
-class TemporalSplit(_Split):
-    """A global time cut in the target: the latest ``test_frac`` test, ``valid_frac`` before."""
-
-    kind: Literal["temporal"] = "temporal"
-    valid_frac: float = Field(0.1, gt=0.0, lt=1.0)
-    test_frac: float = Field(0.1, gt=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _fractions(self) -> TemporalSplit:
-        if self.valid_frac + self.test_frac >= 1.0:
-            raise ValueError(f"valid_frac + test_frac must be < 1, got {self.valid_frac} + "
-                             f"{self.test_frac}")
-        return self
-
-
-class PredefinedSplit(_FewShot):
-    """The split the source ships with (its ``part`` column)."""
-
-    kind: Literal["predefined"] = "predefined"
-
-
-# ``[split]``: one class per kind, chosen by ``kind``; a key of another kind is an error.
-# Seeded kinds (drawn anew per run seed unless seed_follows_run = false) derive from _Seeded.
-SplitConfig = Annotated[ColdStartUsersSplit | ColdStartItemsSplit | NewDomainSplit
-                        | LeaveOneOutSplit | TemporalSplit | PredefinedSplit,
-                        Field(discriminator="kind")]
+    format: str = Field("tabular", description=(
+        "The reader of the raw files at `path`: tabular, recbole, amazon_reviews, arts_office "
+        "or cdrib (`crossrec prepare --help`). Not `prepared`: for a prepared dataset set "
+        "`prepared`."))
+    path: str = Field("", description=(
+        "The raw data file or folder; relative paths also resolve against the data directory "
+        "(`CROSSREC_DATA`). Read and cached on first use."))
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "Keyword options of the reader, e.g. `{split = \"split.csv\", name = \"shop\"}` "
+        "for tabular (the `-o key=value` options of `crossrec prepare`)."))
+    prepared: str = Field("", description=(
+        "A dataset directory written by `crossrec prepare`; when set, `format`, `path`, "
+        "`options`, `k_core` and `domains` are not used."))
+    k_core: int = Field(0, ge=0, description=(
+        "Per-domain k-core filter applied when reading `path` (0 = off)."))
+    domains: list[str] = Field(default_factory=list, description=(
+        "Keep only these domains when reading `path` (default: all)."))
 
 
 def _known_metrics() -> tuple[str, ...]:
@@ -151,9 +78,15 @@ def _known_metrics() -> tuple[str, ...]:
 
 
 class TrainConfig(_Strict):
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    device: str = "cpu"  # a torch device: cpu, cuda, cuda:N, mps
-    early_stopping: str = "ndcg@10"  # validation metric for TorchRecommenders: metric[@k]
+    """How models are fitted: the run seeds, the device and the early-stopping metric."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description=(
+        "Run seeds of `benchmark` (each model fitted once per seed; `--seeds 0,1,2` on the "
+        "command line); `train` uses the first unless `--seeds` is given."))
+    device: str = Field("cpu", description="A torch device: cpu, cuda, cuda:N or mps.")
+    early_stopping: str = Field("ndcg@10", description=(
+        "Validation metric (`metric` or `metric@k`) of early stopping for the neural models, "
+        "computed with the `[eval]` protocol on the valid users."))
 
     @field_validator("device")
     @classmethod
@@ -176,11 +109,14 @@ class TrainConfig(_Strict):
 class EncoderConfig(_Strict):
     """How item texts become vectors (``crossrec encode``, text models)."""
 
-    name: str = "minilm"  # a key of crossrec.encoders.ENCODERS
-    template: str = "{text}"  # fields: text, domain, item_id, item attributes (title, ...)
-    batch_size: int = Field(64, ge=1)
-    backend: str = "torch"  # a key of crossrec.encoders.BACKENDS: torch, onnx, onnx-int8, ...
-    max_seq_length: int = Field(128, ge=8)
+    name: str = Field("minilm", description="The text encoder (`crossrec.encoders.ENCODERS`).")
+    template: str = Field("{text}", description=(
+        "Item text template; fields: text, domain, item_id and the item attributes (title, "
+        "categories, brand)."))
+    batch_size: int = Field(64, ge=1, description="Texts per encoder call.")
+    backend: str = Field("torch", description=(
+        "torch, onnx, onnx-int8, torch-int8 (`crossrec.encoders.BACKENDS`)."))
+    max_seq_length: int = Field(128, ge=8, description="Tokens kept per text.")
 
     @model_validator(mode="after")
     def _known(self) -> EncoderConfig:
@@ -194,17 +130,34 @@ class EncoderConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    ks: list[int] = Field(default_factory=lambda: [10, 20])
-    metrics: list[str] = Field(default_factory=lambda: ["recall", "ndcg", "hr", "mrr", "precision"])
-    n_negatives: int = 0  # 0 = full ranking; N > 0 = sampled protocol, labelled so
-    batch_size: int = 1024
-    part: Literal["valid", "test"] = "test"
-    report_group: Literal["all", "cold", "warm"] = "all"
-    # "next_item": every truth row (any domain) is one prediction (crossrec.eval.next_item),
-    # ranked among the items of its own domain ("domain"), of every domain ("all"), or both
-    # ("both": the "domain" metrics are named <metric>_domain@k)
-    protocol: Literal["ranking", "next_item"] = "ranking"
-    candidates: Literal["domain", "all", "both"] = "domain"
+    """How models are scored: protocol, candidates, metrics and cut-offs."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 20], description=(
+        "Cut-offs k of the `@k` metrics; the headline is NDCG@10 (@ the first k when 10 is "
+        "not among them)."))
+    metrics: list[str] = Field(
+        default_factory=lambda: ["recall", "ndcg", "hr", "mrr", "precision"], description=(
+            "Among recall, ndcg, hr, mrr, precision, auc (ranking) or mae, rmse (rating "
+            "error; not mixed with ranking metrics)."))
+    n_negatives: int = Field(0, ge=0, description=(
+        "0 = full ranking (every candidate). N > 0 = sampled protocol, labelled "
+        "`sampled-N`: each held-out item against N negatives drawn with the run seed (ranking: "
+        "uniformly with replacement among the user's unseen items; next_item: N distinct "
+        "items of the held-out item's own domain outside the user's history), the same for "
+        "every model."))
+    batch_size: int = Field(1024, ge=1, description="Users (cases) scored per model call.")
+    part: Literal["valid", "test"] = Field("test", description=(
+        "The part the reported figures come from (early stopping always uses valid)."))
+    report_group: Literal["all", "cold", "warm"] = Field("all", description=(
+        "User group of the main table and the paired tests of a benchmark report."))
+    protocol: Literal["ranking", "next_item"] = Field("ranking", description=(
+        "`ranking`: the target domain's users, all their held-out items at once. `next_item`: "
+        "every held-out row of any domain is one prediction from the user's history "
+        "(reported per domain and pooled)."))
+    candidates: Literal["domain", "all", "both"] = Field("domain", description=(
+        "next_item: ranked among the items of the held-out item's domain (`domain`), of every "
+        "domain (`all`), or both (`both`: the `domain` metrics are named `<metric>_domain@k`). "
+        "Sampled next-item (`n_negatives` > 0) is `domain` only."))
 
     @field_validator("ks")
     @classmethod
@@ -246,6 +199,16 @@ class ExperimentConfig(_Strict):
         problems = [p for where, spec in tables if (p := _check_model(where, spec))]
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _target_given(self) -> ExperimentConfig:
+        """``split.target`` may be left out only where nothing depends on it: next-item
+        evaluation (every domain's rows) on the dataset's own (predefined) split."""
+        if self.split.target is None and not (self.eval.protocol == "next_item"
+                                              and self.split.kind == "predefined"):
+            raise ValueError("split.target: give the target domain (it may be left out only "
+                             "with eval.protocol = \"next_item\" on a predefined split)")
         return self
 
     def model_specs(self) -> list[dict[str, Any]]:
@@ -298,9 +261,7 @@ def _message(err: dict[str, Any]) -> str:
     return err["msg"]
 
 
-_SPLITS = {c.model_fields["kind"].default: c for c in (
-    ColdStartUsersSplit, ColdStartItemsSplit, NewDomainSplit, LeaveOneOutSplit, TemporalSplit,
-    PredefinedSplit)}
+_SPLITS = SPLITS
 
 
 def _located(err: dict[str, Any]) -> str:

@@ -119,27 +119,43 @@ def save_run(result: RunResult, out: Path) -> None:
 # ----------------------------------------------------------------------------- benchmark
 @dataclass
 class BenchmarkResult:
-    rows: pd.DataFrame  # model, group, metric, k, mean, std, n_users, seeds
+    rows: pd.DataFrame  # model, group, metric, k, mean, std, n_users, seeds (domain "all")
     per_seed: pd.DataFrame  # model, seed, group, metric, k, value, n_users
     per_user: dict[tuple[str, int], pd.DataFrame]  # (model, seed) -> per-user metrics
     protocol: str
     splits: dict[int, dict]
     transfer: frozenset[str] = frozenset()  # labels of the cross-domain (transfer) models
+    domain_rows: pd.DataFrame | None = None  # as rows, per truth domain (column ``domain``)
 
 
-def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
-              log=print, runs: Path | None = None) -> BenchmarkResult:  # noqa: ANN001
-    """Every model x every seed on one dataset and split; aggregated mean +/- std.
+def _aggregate(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of ``value`` per ``keys``; ``n_users`` the mean count."""
+    rows = (per_seed.groupby(keys, sort=False, dropna=False)
+            .agg(mean=("value", "mean"), std=("value", "std"), n_users=("n_users", "mean"),
+                 seeds=("seed", "nunique"))
+            .reset_index())
+    rows["std"] = rows["std"].fillna(0.0)
+    return rows
 
-    ``runs``: a directory where each finished (model, seed) test result is kept
-    (``crossrec.eval.runlog``); runs found there with the same inputs are read back instead of
-    fitted again, so an interrupted benchmark continues where it stopped.
+
+def benchmark(cfg: ExperimentConfig, *, progress: bool = True, log=print,  # noqa: ANN001
+              runs: Path | None = None, resume: bool = True) -> BenchmarkResult:
+    """Every model x every seed on one dataset and split; aggregated mean +/- std, pooled and
+    per truth domain.
+
+    ``runs``: a directory where each (model, seed) run is written (``crossrec.eval.runlog``:
+    per-user rows, ``run.json`` with the seed, the per-epoch ``train_log.jsonl``) and, for
+    sampled next-item evaluation, ``runs/../negatives/`` the negatives drawn per seed. With
+    ``resume`` runs found there with the same inputs are read back instead of fitted again,
+    and a fit that was interrupted continues from its last finished epoch, so an interrupted
+    benchmark continues where it stopped.
     """
     from crossrec.eval import runlog
+    from crossrec.training.checkpoint import find_resume_point, load_resume_point
 
     dataset = load_dataset(cfg.data)
     headline = headline_metric(cfg)
-    per_seed, per_user, split_info = [], {}, {}
+    per_seed, by_domain, per_user, split_info = [], [], {}, {}
     protocol = "full"
     seeded_split = cfg.split.redrawn_per_seed
     split, fitted = None, {}
@@ -147,10 +163,12 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
         if split is None or seeded_split:
             split, fitted = make_split(dataset, cfg.split, seed), {}
         split_info[seed] = split.describe()
+        if runs is not None:
+            _write_negatives(cfg, split, seed, Path(runs).parent / "negatives")
         for spec in cfg.model_specs():
             label = model_label(spec)
             key = runlog.run_key(cfg.model_dump(), spec, seed) if runs is not None else ""
-            done = runlog.load_run(runs, key) if runs is not None else None
+            done = runlog.load_run(runs, key) if runs is not None and resume else None
             reuse = (label in fitted and fitted[label].model is not None
                      and fitted[label].model.deterministic)
             if done is not None:
@@ -158,15 +176,29 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
             elif reuse and not cfg.eval.n_negatives:
                 res = fitted[label]  # same model, same split, same candidates: same result
             else:
+                where = runlog.fit_dir(runs, key) if runs is not None and not reuse else None
+                point = find_resume_point(where) if where is not None and resume else None
+                state = load_resume_point(point) if point is not None else None
+                if state is not None:
+                    runlog.note_resume(runs, key, state.epoch, state.plan[state.stage_index][0],
+                                       state.log_lines)
+                elif where is not None:
+                    runlog.forget_resumes(runs, key)
+                log(f"seed {seed}  {label}: "
+                    + ("evaluating the model fitted for an earlier seed" if reuse else
+                       f"fitting, from after epoch {state.epoch} (stage "
+                       f"{state.plan[state.stage_index][0]}) of an interrupted run"
+                       if state is not None else "fitting"))
                 res = fit_and_evaluate(cfg, spec, split, seed, progress=progress,
-                                       fitted=fitted[label] if reuse else None)
+                                       fitted=fitted[label] if reuse else None, run_dir=where,
+                                       resume=point is not None)
             if runs is not None and done is None:
-                runlog.save_run(runs, key, res.test, res.fit_seconds, res.label)
+                runlog.save_run(runs, key, res.test, res.fit_seconds, res.label, seed)
             if done is None or label not in fitted:
                 fitted[label] = res
             protocol = res.test.protocol
-            s = res.test.summary.assign(model=res.label, seed=seed)
-            per_seed.append(s)
+            per_seed.append(res.test.summary.assign(model=res.label, seed=seed))
+            by_domain.append(res.test.by_domain.assign(model=res.label, seed=seed))
             per_user[(res.label, seed)] = res.test.per_user
             try:
                 value = res.test.value(headline)
@@ -177,13 +209,28 @@ def benchmark(cfg: ExperimentConfig, *, progress: bool = True,
                    else "fit reused (deterministic model, same split)" if reuse
                    else f"fit {res.fit_seconds:.1f}s"))
     per_seed_df = pd.concat(per_seed, ignore_index=True)
-    rows = (per_seed_df.groupby(["model", "group", "metric", "k"], sort=False, dropna=False)
-            .agg(mean=("value", "mean"), std=("value", "std"), n_users=("n_users", "mean"),
-                 seeds=("seed", "nunique"))
-            .reset_index())
-    rows["std"] = rows["std"].fillna(0.0)
+    rows = _aggregate(per_seed_df, ["model", "group", "metric", "k"]).assign(domain="all")
+    domain_rows = _aggregate(pd.concat(by_domain, ignore_index=True),
+                             ["model", "domain", "group", "metric", "k"])
     transfer = frozenset(model_label(s) for s in cfg.model_specs() if is_transfer(s))
-    return BenchmarkResult(rows, per_seed_df, per_user, protocol, split_info, transfer)
+    return BenchmarkResult(rows, per_seed_df, per_user, protocol, split_info, transfer,
+                           domain_rows[domain_rows["domain"] != "all"].reset_index(drop=True))
+
+
+def _write_negatives(cfg: ExperimentConfig, split: splits.Split, seed: int, where: Path) -> None:
+    """Sampled next-item evaluation: the negatives of ``seed`` (the same for every model) as
+    ``where/<part>-seed<S>-n<N>.parquet`` (``user``, ``item``, ``domain``, ``negatives``:
+    internal indices), for the valid and the reported part."""
+    if cfg.eval.protocol != "next_item" or not cfg.eval.n_negatives:
+        return
+    from crossrec.atomic import atomic_file
+    from crossrec.eval.sampled import sampled_negatives
+
+    for part in dict.fromkeys(["valid", cfg.eval.part]):
+        drawn = sampled_negatives(split, part, cfg.eval.n_negatives, seed)
+        path = where / f"{part}-seed{seed}-n{cfg.eval.n_negatives}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_file(path, lambda tmp, d=drawn: d.to_parquet(tmp, index=False))
 
 
 def is_transfer(spec: dict[str, Any]) -> bool:

@@ -80,8 +80,8 @@ def test_config_errors(model, split):
         validation_hook(split, EvalConfig(metrics=["rmse"]), "ndcg@10")
     with pytest.raises(ConfigError, match="train.early_stopping='rmse'"):
         protocol(EvalConfig(), "rmse")
-    with pytest.raises(ConfigError, match="next_item"):
-        run(model, split, EvalConfig(protocol="next_item", n_negatives=5))
+    with pytest.raises(ConfigError, match="candidates = \"domain\""):
+        run(model, split, EvalConfig(protocol="next_item", n_negatives=5, candidates="all"))
     with pytest.raises(ConfigError, match="--workers"):
         run(model, toy_split(ratings=True), EvalConfig(metrics=["rmse"]), workers=2)
     with pytest.raises(ConfigError, match="--workers"):

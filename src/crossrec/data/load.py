@@ -17,9 +17,12 @@ from crossrec.config import (
     TemporalSplit,
 )
 from crossrec.data import split as splits
-from crossrec.data.dataset import FORMAT_VERSION, MultiDomainDataset
+from crossrec.data.dataset import FORMAT_VERSION, MultiDomainDataset, is_dataset_dir
 from crossrec.errors import ConfigError, DataError
 from crossrec.paths import cache_dir, data_dir
+
+PREPARED_HINT = "to use a prepared dataset, set [data] prepared = DIR"
+"""What every error about ``[data]`` pointing at something that is not raw data says."""
 
 
 def resolve_data_path(path: str) -> Path:
@@ -42,9 +45,16 @@ def load_dataset(cfg: DataConfig, *, use_cache: bool = True) -> MultiDomainDatas
 
     if cfg.prepared:
         return MultiDomainDataset.load(resolve_data_path(cfg.prepared))
+    if cfg.format not in sources.READERS:
+        raise ConfigError(f"data.format: unknown data format {cfg.format!r} (known: "
+                          f"{', '.join(sorted(sources.READERS))}); {PREPARED_HINT}")
     if not cfg.path:
-        raise ConfigError("data.path is empty: give the raw data path or data.prepared")
+        raise ConfigError(f"data.path is empty: give the raw data path; {PREPARED_HINT}")
     path = resolve_data_path(cfg.path)
+    if path.is_dir() and (is_dataset_dir(path) or cfg.format == "tabular"):
+        what = ("a prepared dataset" if is_dataset_dir(path)
+                else "a directory, and the tabular reader reads files")
+        raise ConfigError(f"data.path {cfg.path}: {what}; {PREPARED_HINT}")
     if not path.exists():
         hint = sources.download_hint(cfg.format)
         raise DataError(
@@ -66,7 +76,10 @@ def load_dataset(cfg: DataConfig, *, use_cache: bool = True) -> MultiDomainDatas
 
 def make_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int = 0) -> splits.Split:
     """Build the split a config asks for (seeded where the protocol draws anything), few-shot
-    when ``n_shots`` or ``shot_pool`` is set."""
+    when ``n_shots`` or ``shot_pool`` is set. A predefined split without ``target`` (next-item
+    evaluation) takes the domain with the most test rows as the models' target role."""
+    if cfg.target is None:
+        cfg = cfg.model_copy(update={"target": busiest_test_domain(dataset)})
     split = _base_split(dataset, cfg, seed)
     if isinstance(cfg, ColdStartUsersSplit | PredefinedSplit) and (cfg.n_shots or cfg.shot_pool):
         split = splits.few_shot(split, cfg.n_shots, cfg.shot_pool)
@@ -90,3 +103,14 @@ def _base_split(dataset: MultiDomainDataset, cfg: SplitConfig, seed: int) -> spl
         return splits.temporal(dataset, cfg.target, valid_frac=cfg.valid_frac,
                                test_frac=cfg.test_frac)
     return splits.predefined(dataset, cfg.target)
+
+
+def busiest_test_domain(dataset: MultiDomainDataset) -> str:
+    """The domain with the most ``part == "test"`` rows (the first domain on a tie or without
+    a predefined split)."""
+    inter = dataset.interactions
+    if "part" not in inter.columns:
+        return dataset.domains[0]
+    test = inter["domain"].to_numpy()[inter["part"].astype(str).to_numpy() == "test"]
+    counts = [int((test == i).sum()) for i in range(len(dataset.domains))]
+    return dataset.domains[counts.index(max(counts))]

@@ -16,6 +16,13 @@ are masked, except the truth item of the case itself.
 Metrics per case (one truth item): ``hr@k`` (= recall@k), ``ndcg@k``, ``mrr@k``, ``precision@k``
 and ``mrr`` without a cut-off (reciprocal rank among all candidates; equal scores: lower item
 index first, as in the top-k).
+
+Sampled (``n_negatives`` = N, labelled ``sampled-N``; ``candidates = "domain"`` only): each
+truth item is ranked against N distinct negatives of its own domain, none of them in the user's
+history (training items, and the valid items at test time) nor the truth item itself — the
+protocol of most cross-domain sequential papers (e.g. N = 999, HR/NDCG@1/5/10 per domain). The
+draws depend on ``(seed, user, item)`` alone (``sampled_negatives``), so every model of a
+benchmark sees the same negatives; equal scores count against the truth item.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from crossrec.errors import DataError
 from crossrec.eval import metrics as M
 from crossrec.eval.ranking import _batches, _model_device
 from crossrec.eval.result import EvalResult, summarize
+from crossrec.eval.sampled import sampled_negatives
 from crossrec.eval.topk import top_indices
 from crossrec.models.base import Query, Recommender
 
@@ -119,6 +127,8 @@ def evaluate_next_item(
     metrics: Sequence[str] = ("hr", "ndcg", "mrr"),
     batch_size: int = 512,
     progress: bool = False,
+    n_negatives: int | None = None,
+    seed: int = 0,
 ) -> EvalResult:
     """Rank each truth row of ``part`` (any domain) on its own, from the user's history.
 
@@ -133,10 +143,14 @@ def evaluate_next_item(
             the uncut ``mrr``).
         batch_size: cases per block; memory is about ``batch_size x n_candidates`` floats.
         progress: show a progress bar.
+        n_negatives: None / 0 = full ranking; N = the truth item against N distinct
+            negatives of its own domain (``candidates`` must be ``"domain"``).
+        seed: seed of the negative draws (sampled only).
 
     Returns:
-        EvalResult with protocol ``next-item/<candidates>``, one row per case (``user``,
-        ``item``, ``group`` = cold/warm in the truth item's domain, ``n_truth`` = 1, metrics).
+        EvalResult with protocol ``next-item/<candidates>`` (``sampled-N`` when sampled), one
+        row per case (``user``, ``item``, ``domain`` of the truth item, ``group`` = cold/warm
+        in that domain, ``n_truth`` = 1, metrics).
 
     Raises:
         DataError: no truth in ``part``; ValueError: bad arguments.
@@ -153,6 +167,9 @@ def evaluate_next_item(
         raise ValueError(f"unknown metric(s) {unknown} for next-item evaluation; known: "
                          f"{', '.join(NEXT_ITEM_METRICS)}")
     metrics = list(dict.fromkeys(metrics))
+    if n_negatives and candidates != "domain":
+        raise ValueError(f"sampled next-item evaluation draws negatives from the truth item's "
+                         f"own domain: candidates must be 'domain', not {candidates!r}")
     train = split.train
     frame = split.valid if part == "valid" else split.test
     if len(frame) == 0:
@@ -174,8 +191,12 @@ def evaluate_next_item(
     for domains, span, sel, suffix in blocks:
         if len(sel) == 0:
             continue
-        vals = _rank_block(model, split, part, domains, span, users[sel], items[sel], ks,
-                           metrics, batch_size, progress)
+        if n_negatives:
+            vals = _sampled_block(model, split, part, domains[0], users[sel], items[sel], ks,
+                                  metrics, batch_size, int(n_negatives), seed)
+        else:
+            vals = _rank_block(model, split, part, domains, span, users[sel], items[sel], ks,
+                               metrics, batch_size, progress)
         for k, v in vals.items():
             name, at, cut = k.partition("@")
             columns.setdefault(name + suffix + at + cut, np.full(len(users), np.nan))[sel] = v
@@ -183,9 +204,37 @@ def evaluate_next_item(
         sel = domain_code == i
         if sel.any():
             groups[sel] = split.user_groups(users[sel], d)
-    per_case = pd.DataFrame({"user": users, "item": items, "group": groups,
-                             "n_truth": np.ones(len(users), np.int64), **columns})
+    per_case = pd.DataFrame({"user": users, "item": items,
+                             "domain": np.asarray(train.domains, dtype=object)[domain_code],
+                             "group": groups, "n_truth": np.ones(len(users), np.int64),
+                             **columns})
     params = {"ks": ks, "metrics": metrics, "batch_size": batch_size, "candidates": candidates,
               "n_cases": len(users)}
-    return EvalResult(protocol_label(candidates), "all" if candidates == "all" else "per-case",
+    label = protocol_label(candidates)
+    if n_negatives:
+        params.update(n_negatives=int(n_negatives), seed=seed)
+        label = f"sampled-{int(n_negatives)}"
+    return EvalResult(label, "all" if candidates == "all" else "per-case",
                       part, per_case, summarize(per_case), params)
+
+
+def _sampled_block(model: Recommender, split: Split, part: str, domain: str,
+                   users: np.ndarray, truth: np.ndarray, ks: list[int], metrics: list[str],
+                   batch_size: int, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Metrics of the cases ``(users[c], truth[c])`` of ``domain``, each ranked against its
+    ``n`` sampled negatives (``sampled_negatives``); ties count against the truth."""
+    drawn = sampled_negatives(split, part, n, seed)
+    key = pd.MultiIndex.from_arrays([drawn["user"].to_numpy(), drawn["item"].to_numpy()])
+    rows = key.get_indexer(pd.MultiIndex.from_arrays([users, truth]))
+    negatives = np.stack(drawn["negatives"].to_numpy())[rows]  # [C, n] global items
+    offset = split.train.domain_items(domain).start
+    cand = torch.as_tensor(np.concatenate([truth[:, None], negatives], axis=1) - offset)
+    ranks = []
+    for sl in _batches(len(users), batch_size, False, ""):
+        uniq, inv = np.unique(users[sl], return_inverse=True)
+        scores = _scores(model, uniq, (domain,))
+        c = scores[torch.as_tensor(inv)[:, None], cand[sl]]  # [b, n + 1]
+        if torch.isnan(c).any():
+            raise ValueError("the model's scores contain NaN")
+        ranks.append((1 + (c[:, 1:] >= c[:, :1]).sum(1)).numpy())
+    return M.sampled_metrics(np.concatenate(ranks), n + 1, ks, metrics)

@@ -1,7 +1,13 @@
 """Benchmark reports: a markdown table, the rows as JSON and a bar chart, plus a rich table.
 
 ``rows`` everywhere is the seed-aggregated frame with columns ``model, group, metric, k, mean,
-std, n_users, seeds`` (optionally ``protocol``); ``k`` is empty for metrics without a cut-off.
+std, n_users, seeds`` (optionally ``protocol`` and ``domain``); ``k`` is empty for metrics
+without a cut-off. ``domain`` keeps the domain apart from the user group: ``"all"`` marks the
+rows pooled over every truth domain, a domain name that domain's rows (next-item evaluation
+holds several; ranking one, whose rows are the pooled ones). Rows without ``domain`` are pooled.
+
+A user group whose rows equal those of all users (every test user cold, say) is reported once:
+its table and chart panel are not repeated.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from rich.table import Table
 from crossrec.atomic import atomic_file
 
 REQUIRED = ("model", "group", "metric", "k", "mean", "std", "n_users", "seeds")
+POOLED = "all"
 CHART_PREFERENCE = ("ndcg@10", "recall@10", "hr@10", "mrr@10", "mrr", "auc")
 
 
@@ -28,8 +35,46 @@ def _check(rows: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in rows.columns]
     if missing:
         raise ValueError(f"report rows lack column(s) {missing}; they have {list(rows.columns)}")
-    return rows.assign(label=[_label(m, k) for m, k in zip(rows["metric"], rows["k"],
+    rows = rows.assign(label=[_label(m, k) for m, k in zip(rows["metric"], rows["k"],
                                                            strict=True)])
+    if "domain" not in rows.columns:
+        rows = rows.assign(domain=POOLED)
+    rows["domain"] = rows["domain"].fillna(POOLED).astype(str)
+    return rows
+
+
+def _shown_domains(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows a table shows: pooled plus per domain when there are several domains; with one
+    domain its rows alone (they equal the pooled ones), labelled with its name."""
+    named = [d for d in dict.fromkeys(rows["domain"]) if d != POOLED]
+    if len(named) > 1:
+        order = {d: i for i, d in enumerate([POOLED, *named])}
+        return rows.sort_values("domain", key=lambda c: c.map(order), kind="stable")
+    if len(named) == 1:
+        only = rows[rows["domain"] == named[0]]
+        return only if len(only) else rows.assign(domain=named[0])
+    return rows
+
+
+def distinct_groups(rows: pd.DataFrame, groups: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``groups`` without those whose rows equal the rows of a group listed before them
+    (same models, metrics, means and user counts), and ``{dropped: the group it equals}``."""
+    rows = _check(rows) if "label" not in rows.columns else rows
+    keep: list[str] = []
+    same: dict[str, str] = {}
+    cols = ["model", "domain", "label", "mean", "n_users"]
+
+    def body(g: str) -> list[tuple]:
+        sub = rows[rows["group"] == g][cols]
+        return sorted(map(tuple, sub.astype(str).to_numpy().tolist()))
+
+    for g in groups:
+        twin = next((k for k in keep if body(k) == body(g)), None)
+        if twin is None:
+            keep.append(g)
+        else:
+            same[g] = twin
+    return keep, same
 
 
 def _cell(mean: float, std: float, seeds: int) -> str:
@@ -52,15 +97,21 @@ def _wide(rows: pd.DataFrame, index: list[str]) -> tuple[list[str], list[tuple],
     return labels, keys, cells
 
 
+def _index(rows: pd.DataFrame, *extra: str) -> list[str]:
+    """Row keys of a table: the model, the domain when several are shown, then ``extra``."""
+    return ["model", *(["domain"] if rows["domain"].nunique() > 1 else []), *extra]
+
+
 def format_table(rows: pd.DataFrame, *, title: str | None = None,
                  group: str | None = None) -> Table:
-    """A rich table: one row per model (per model and group when several groups are given),
-    one column per ``metric@k``; cells are ``mean ± std`` over seeds (the mean for one seed).
+    """A rich table: one row per model (per model and domain when several domains are given,
+    per group too when several groups are), one column per ``metric@k``; cells are
+    ``mean ± std`` over seeds (the mean for one seed).
     """
-    rows = _check(rows)
+    rows = _shown_domains(_check(rows))
     if group is not None:
         rows = rows[rows["group"] == group]
-    index = ["model", "group"] if rows["group"].nunique() > 1 else ["model"]
+    index = _index(rows, *(["group"] if rows["group"].nunique() > 1 else []))
     labels, keys, cells = _wide(rows, index)
     table = Table(title=title)
     for c in index:
@@ -76,17 +127,39 @@ def format_table(rows: pd.DataFrame, *, title: str | None = None,
     return table
 
 
+def format_long(rows: pd.DataFrame, *, title: str | None = None) -> Table:
+    """One model's rows as a narrow rich table: one row per ``metric@k``, one column per
+    (domain,) group — readable at 80 columns however many metrics and cut-offs there are."""
+    rows = _shown_domains(_check(rows))
+    groups, _ = distinct_groups(rows, list(dict.fromkeys(rows["group"])))
+    rows = rows[rows["group"].isin(groups)]
+    several = rows["domain"].nunique() > 1
+    heads = list(dict.fromkeys(zip(rows["domain"], rows["group"], strict=True)))
+    labels, _, cells = _wide(rows, ["domain", "group"])
+    table = Table(title=title)
+    table.add_column("metric")
+    for d, g in heads:
+        table.add_column(f"{d} {g}" if several else g, justify="right")
+    users = rows.groupby(["domain", "group"], sort=False)["n_users"].max()
+    for lab in labels:
+        table.add_row(lab, *(cells.get(((d, g), lab), "–") for d, g in heads))
+    table.add_row("users", *(str(int(users[(d, g)])) for d, g in heads))
+    return table
+
+
 def _markdown(rows: pd.DataFrame, group: str) -> str:
-    sub = rows[rows["group"] == group]
-    labels, keys, cells = _wide(sub, ["model"])
-    users = sub.groupby("model", sort=False)["n_users"].max()
-    seeds = sub.groupby("model", sort=False)["seeds"].max()
-    lines = ["| model | " + " | ".join(labels) + " | users | seeds |",
-             "|---|" + "---:|" * (len(labels) + 2)]
-    for (model,) in keys:
-        lines.append(f"| {model} | " + " | ".join(cells.get(((model,), lab), "–")
-                                                  for lab in labels)
-                     + f" | {int(users[model])} | {int(seeds[model])} |")
+    sub = _shown_domains(rows[rows["group"] == group])
+    index = _index(sub)
+    labels, keys, cells = _wide(sub, index)
+    users = sub.groupby(index, sort=False)["n_users"].max()
+    seeds = sub.groupby(index, sort=False)["seeds"].max()
+    lines = ["| " + " | ".join(index) + " | " + " | ".join(labels) + " | users | seeds |",
+             "|---|" * len(index) + "---:|" * (len(labels) + 2)]
+    for key in keys:
+        at = key if len(key) > 1 else key[0]
+        lines.append("| " + " | ".join(map(str, key)) + " | "
+                     + " | ".join(cells.get((key, lab), "–") for lab in labels)
+                     + f" | {int(users[at])} | {int(seeds[at])} |")
     return "\n".join(lines)
 
 
@@ -162,52 +235,71 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     group = group or config.get("eval", {}).get("report_group") or "all"
-    groups = [g for g in dict.fromkeys([group, "all", "cold", "warm"])
-              if (rows["group"] == g).any()]
+    present = [g for g in dict.fromkeys([group, "all", "cold", "warm"])
+               if (rows["group"] == g).any()]
+    groups, same = distinct_groups(rows, present)
     label = _protocol(rows, config, protocol)
     md = [f"# {title}", "", f"Protocol: **{label}**{_explain(label)}", "", "Command:", "",
           "```", command, "```", ""]
     for g in groups:
-        md += [f"## {g} users" + (" (main)" if g == group else ""), "", _markdown(rows, g), ""]
+        twins = [k for k, v in same.items() if v == g]
+        md += [f"## {g} users" + (" (main)" if g == group else ""), ""]
+        if twins:
+            md += [f"(The same users as {' and '.join(twins)} users: every figure is equal.)",
+                   ""]
+        md += [_markdown(rows, g), ""]
     for heading, frame in (tests or {}).items():
         if len(frame):
             md += [f"## Paired tests: {heading}", "", _tests_markdown(frame), ""]
-    md += ["Cells are mean ± std over seeds. Rows: `results.json`. Chart: `metrics.png`.", ""]
+    md += ["Cells are mean ± std over seeds; `all` in the domain column pools every domain. "
+           "Rows: `results.json` (`rows` pooled, `domain_rows` per domain). Chart: "
+           "`metrics.png`.", ""]
+    pooled = rows["domain"] == POOLED
     payload = {"title": title, "protocol": label, "command": command,
-               "rows": _clean(rows.drop(columns="label").to_dict("records")),
+               "rows": _clean(rows[pooled].drop(columns="label").to_dict("records")),
+               "domain_rows": _clean(rows[~pooled].drop(columns="label").to_dict("records")),
                "config": _clean(config)}
     atomic_file(out_dir / "results.json",
             lambda p: p.write_text(json.dumps(payload, indent=2, default=str)))
-    atomic_file(out_dir / "metrics.png", lambda p: _chart(rows, groups, title, label, p))
+    atomic_file(out_dir / "metrics.png", lambda p: _chart(rows, groups, same, title, label, p))
     path = out_dir / "report.md"
     atomic_file(path, lambda p: p.write_text("\n".join(md)))
     return path
 
 
-def _chart(rows: pd.DataFrame, groups: list[str], title: str, protocol: str, path: Path) -> None:
-    """Bars per model, one panel per group, for up to two headline metrics, std as error bars."""
+def _chart(rows: pd.DataFrame, groups: list[str], same: dict[str, str], title: str,
+           protocol: str, path: Path) -> None:
+    """Bars per model, one panel per distinct user group, std as error bars: up to two
+    headline metrics, or with several domains the first one pooled and per domain."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = _shown_domains(rows)
     present = list(dict.fromkeys(rows["label"]))
     chosen = [m for m in CHART_PREFERENCE if m in present][:2] or present[:2]
+    domains = list(dict.fromkeys(rows["domain"]))
+    ticks = ([(chosen[0], d) for d in domains] if len(domains) > 1
+             else [(m, domains[0]) for m in chosen])
+    names = [f"{m}\n{d}" if len(domains) > 1 else m for m, d in ticks]
     models = list(dict.fromkeys(rows["model"]))
     order = [g for g in ("cold", "warm", "all") if g in groups] or groups
-    fig, axes = plt.subplots(1, max(1, len(order)), figsize=(4.5 * max(1, len(order)), 4),
+    fig, axes = plt.subplots(1, max(1, len(order)),
+                             figsize=(max(4.5, 1.5 * len(ticks)) * max(1, len(order)), 4),
                              squeeze=False)
     width = 0.8 / max(1, len(models))
     for ax, g in zip(axes[0], order, strict=False):
-        sub = rows[rows["group"] == g].set_index(["model", "label"])
+        sub = rows[rows["group"] == g].set_index(["model", "label", "domain"])
         for i, model in enumerate(models):
-            means = [sub["mean"].get((model, m), float("nan")) for m in chosen]
-            stds = [sub["std"].get((model, m), 0.0) for m in chosen]
-            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(chosen))]
+            means = [sub["mean"].get((model, m, d), float("nan")) for m, d in ticks]
+            stds = [sub["std"].get((model, m, d), 0.0) for m, d in ticks]
+            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(ticks))]
             ax.bar(xs, means, width, yerr=[0.0 if pd.isna(s) else s for s in stds],
                    capsize=3, label=model)
-        ax.set_xticks(range(len(chosen)), chosen)
-        ax.set_title(f"{g} users")
+        ax.set_xticks(range(len(ticks)), names)
+        twins = [k for k, v in same.items() if v == g]
+        ax.set_title(f"{g} users" + (f" (= {', '.join(twins)})" if twins else ""))
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(f"mean over seeds ({protocol})")
     axes[0][-1].legend(fontsize="small")

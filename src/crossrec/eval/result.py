@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 GROUPS = ("all", "cold", "warm")
-ID_COLUMNS = ("user", "item", "group", "n_truth", "rating", "pred")
+ID_COLUMNS = ("user", "item", "domain", "group", "n_truth", "rating", "pred")
 SUMMARY_COLUMNS = ["group", "metric", "k", "value", "n_users", "n_cases"]
+POOLED = "all"
+"""The ``domain`` of the rows pooled over every domain (``EvalResult.by_domain``)."""
 
 
 def parse_metric(column: str) -> tuple[str, int | None]:
@@ -65,6 +67,31 @@ def summarize(per_user: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def summarize_by_domain(per_user: pd.DataFrame, domain: str | None = None) -> pd.DataFrame:
+    """``summarize`` pooled (``domain = "all"``) and per truth domain, in one frame.
+
+    ``per_user`` rows carry their domain in a ``domain`` column (next-item cases); a frame
+    without one is all of ``domain`` (ranking: the one domain ranked). With a single domain
+    its rows equal the pooled ones and are the only rows (``domain`` = its name).
+
+    Returns:
+        ``SUMMARY_COLUMNS`` with ``domain`` first; pooled rows first, then per domain in order
+        of appearance.
+    """
+    if "domain" not in per_user.columns:
+        return summarize(per_user).assign(domain=domain or POOLED)[["domain",
+                                                                    *SUMMARY_COLUMNS]]
+    names = list(dict.fromkeys(per_user["domain"].to_numpy().tolist()))
+    if len(names) == 1:
+        return summarize(per_user).assign(domain=names[0])[["domain", *SUMMARY_COLUMNS]]
+    parts = [summarize(per_user).assign(domain=POOLED)]
+    codes = per_user["domain"].to_numpy()
+    parts += [summarize(per_user[codes == d]).assign(domain=d) for d in names]
+    out = pd.concat(parts, ignore_index=True)[["domain", *SUMMARY_COLUMNS]]
+    out["k"] = out["k"].astype("Int64")
+    return out
+
+
 @dataclass
 class EvalResult:
     """The outcome of ``evaluate`` / ``evaluate_ratings``.
@@ -110,6 +137,12 @@ class EvalResult:
                 f"(groups: {', '.join(s['group'].unique())})"
             )
         return float(s.loc[sel, "value"].iloc[0])
+
+    @property
+    def by_domain(self) -> pd.DataFrame:
+        """The summary per truth domain plus the pooled rows (``summarize_by_domain``)."""
+        name = self.domain if self.domain not in ("all", "per-case") else None
+        return summarize_by_domain(self.per_user, name)
 
     def to_dict(self, *, per_user: bool = False) -> dict[str, Any]:
         """JSON-ready: protocol, domain, part, params, summary records (and per-user rows)."""

@@ -4,7 +4,8 @@ Every caller that evaluates from a config (``crossrec.experiment``, ``crossrec e
 ``crossrec update``) goes through ``run`` (results) or ``validation_hook`` (early stopping):
 
 - rating metrics (``mae`` / ``rmse``) -> ``crossrec.eval.ranking.evaluate_ratings``;
-- ``protocol = "next_item"`` -> ``crossrec.eval.next_item.evaluate_next_item``;
+- ``protocol = "next_item"`` -> ``crossrec.eval.next_item.evaluate_next_item`` (every
+  candidate of the domain, or sampled with ``n_negatives`` when > 0);
 - otherwise ranking -> ``crossrec.eval.ranking.evaluate`` (full ranking, or sampled with
   ``n_negatives`` when > 0), over Ray tasks when ``workers`` > 0.
 
@@ -55,9 +56,13 @@ def protocol(cfg: EvalConfig, early_stopping: str | None = None) -> EvalKind:
             raise ConfigError(f"train.early_stopping={early_stopping!r} does not fit "
                               f"eval.metrics {cfg.metrics}; use {want}")
     if cfg.protocol == "next_item":
-        if rating or cfg.n_negatives:
-            raise ConfigError("eval.protocol='next_item' ranks every candidate: it cannot be "
-                              "combined with eval.n_negatives or rating metrics")
+        if rating:
+            raise ConfigError("eval.protocol='next_item' ranks items: it cannot be combined "
+                              "with rating metrics")
+        if cfg.n_negatives and cfg.candidates != "domain":
+            raise ConfigError(f"eval.n_negatives with eval.protocol='next_item' draws the "
+                              f"negatives from the truth item's own domain: set "
+                              f"eval.candidates = \"domain\" (not {cfg.candidates!r})")
         return "next_item"
     return "ratings" if rating else "ranking"
 
@@ -72,7 +77,7 @@ def run(model: Recommender, split: Split, cfg: EvalConfig, *, part: str = "test"
         split: the split whose truth is looked up (and whose training items are masked).
         cfg: the eval config: metrics, ks, protocol, candidates, n_negatives, batch size.
         part: ``"valid"`` or ``"test"``.
-        seed: draws the sampled negatives (``n_negatives`` > 0).
+        seed: draws the sampled negatives (``n_negatives`` > 0; ranking and next_item).
         device: where ranking scores are masked and cut (ranking protocol).
         metric: only this metric, e.g. ``"ndcg@10"``, ``"mrr"`` (cut at 10, read uncut) or
             ``"rmse"``, instead of ``cfg.metrics`` x ``cfg.ks``.
@@ -101,7 +106,8 @@ def run(model: Recommender, split: Split, cfg: EvalConfig, *, part: str = "test"
         from crossrec.eval.next_item import evaluate_next_item
 
         return evaluate_next_item(model, split, part=part, candidates=cfg.candidates, ks=ks,
-                                  metrics=metrics, batch_size=cfg.batch_size)
+                                  metrics=metrics, batch_size=cfg.batch_size,
+                                  n_negatives=cfg.n_negatives or None, seed=seed)
     kw = dict(part=part, ks=ks, metrics=metrics, batch_size=cfg.batch_size,
               n_negatives=cfg.n_negatives or None, seed=seed, device=device)
     if workers:

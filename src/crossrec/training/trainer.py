@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,7 +99,9 @@ class Trainer:
     resume point (weights, optimiser, RNG states, early-stopping state; see
     ``crossrec.training.checkpoint``) replaces ``resume/`` atomically. With ``options.resume``
     a run continues from that point: finished stages and epochs are skipped and the random
-    streams continue, so the result equals an uninterrupted run.
+    streams continue, so the result equals an uninterrupted run. With ``options.progress`` a
+    live bar shows the epochs on a terminal; when stdout is a file or a pipe (a log), one line
+    per epoch is printed instead.
 
     Under an initialised ``torch.distributed`` process group (Ray Train, torchrun) each rank
     trains on its share of every step's batches through DDP, rank 0 validates for all and is
@@ -111,6 +114,7 @@ class Trainer:
     def __init__(self, options: FitOptions) -> None:
         self.options = options
         self.dp: DataParallel | None = None  # set by fit() under a process group
+        self.lines = False  # set by fit(): progress as one printed line per epoch
 
     def fit(
         self, model: TorchRecommender, train: MultiDomainDataset, stages: list[Stage]
@@ -142,9 +146,11 @@ class Trainer:
                    TextColumn("{task.completed}/{task.total} epochs"), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}"))
         with contextlib.ExitStack() as stack:
-            # rich prints a newline even when disabled: no Progress at all when silent
+            # rich prints a newline even when disabled: no Progress at all when silent; into
+            # a file or pipe (a log) one plain line per epoch instead of a live bar
             shown = self.options.progress and rank == 0
-            bar = stack.enter_context(Progress(*columns)) if shown else None
+            self.lines = shown and not sys.stdout.isatty()
+            bar = stack.enter_context(Progress(*columns)) if shown and not self.lines else None
             for index, stage in enumerate(stages):
                 if point is not None and index < point.stage_index:
                     continue
@@ -228,6 +234,9 @@ class Trainer:
                 if bar is not None:
                     bar.update(task, advance=1, info=info)
                 log.info("stage %s epoch %d: %s", stage.name, epoch, info)
+                if self.lines:
+                    print(f"stage {stage.name} epoch {epoch}/{stage.epochs}: {info}  "
+                          f"({record['seconds']:.1f}s)", flush=True)
                 stopped = valid is not None and bad_epochs >= stage.patience
                 if run_dir is not None:
                     ctx.log_lines += 1
