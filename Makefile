@@ -4,11 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SEEDS ?= 0,1,2
-# the demo: one seed, two threads per process (torch, BLAS, LightGBM), one cold test user
-DEMO_THREADS ?= 2
+# the demo: one seed, one cold test user; threads per process (torch, BLAS, LightGBM) chosen
+# by crossrec from the idle CPUs (crossrec.threads), or DEMO_THREADS=N
+DEMO_THREADS ?= 0
 DEMO_USER ?= 274
-DEMO_ENV := OMP_NUM_THREADS=$(DEMO_THREADS) MKL_NUM_THREADS=$(DEMO_THREADS) \
-	TOKENIZERS_PARALLELISM=false
+DEMO_ENV := CROSSREC_THREADS=$(DEMO_THREADS) TOKENIZERS_PARALLELISM=false
 
 .PHONY: demo test docs test-all lint bench bench-cold bench-predefined clean onnx mpnet \
 	bench-encode bench-serve profiles bench-profile bench-multilingual
@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 
 # MovieLens-100k Comedy -> Drama, cold Drama users, seed 0 (~2 min on 2 cores; the first run
 # also encodes the 1,141 film titles into ~/.cache/crossrec): baselines, a transfer model, a text
-# model, then the two-stage ranker (its bundle), one cold user's history and top 5, the chart
+# model, then the two-stage ranker (its bundle), one cold user's history beside their top 5
+# with why (the ranker's signals, co-occurring history items), the chart
 demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/crossrec benchmark configs/demo.toml --out runs/demo \
 		--only 'pop,itemknn(target),ease(all),emcdr,text' --json runs/demo/rows.json
@@ -30,8 +31,6 @@ demo: $(STAMP)
 		--overwrite
 	$(DEMO_ENV) $(BIN)/python examples/demo.py runs/demo --user $(DEMO_USER) \
 		--bundle runs/demo/ranker/bundle
-	$(DEMO_ENV) $(BIN)/crossrec recommend runs/demo/ranker/bundle --user $(DEMO_USER) \
-		--domain Drama -k 5
 
 # the 3-seed Arts -> Office baseline tables of benchmarks/RESULTS.md (~10 min on 2 cores)
 bench-cold: $(STAMP)
