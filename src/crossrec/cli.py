@@ -28,6 +28,20 @@ if TYPE_CHECKING:
 
 DEBUG_FLAG = "--debug"
 FORMATS = "tabular, recbole, amazon_reviews, arts_office, cdrib"  # crossrec.data.sources.READERS
+READER_OPTIONS = {  # the keyword options of each reader (a test checks they are all listed)
+    "tabular": "split=FILE (a predefined split: user_id, item_id, domain, part = "
+               "train/valid/test; rows it does not list are train), items=FILE (item_id, "
+               "domain, title, text, categories, brand), domain=NAME (files without a domain "
+               "column), name=NAME (dataset name; default: the interactions file's name), "
+               "format=csv|tsv|parquet|jsonl (instead of the file extensions), "
+               "columns='{user_id = \"reviewerID\"}' (your column names)",
+    "recbole": "domains='{music = [\"Jazz\"]}' or a list of genres, domain_by=FIELD (default "
+               "genre / class), name=NAME",
+    "amazon_reviews": "files='{books = \"Books.csv\"}', meta='{books = \"meta_Books.json\"}', "
+                      "csv_order=user_item|item_user|auto, name=NAME",
+    "arts_office": "name=NAME",
+    "cdrib": "pair=cloth_sport|game_video, common_users=N, name=NAME",
+}
 
 
 def _argument_help() -> None:
@@ -181,14 +195,17 @@ def _print_stats(stats: dict, report: dict | None, title: str) -> None:
         console.print(rep)
 
 
-@app.command()
+@app.command(epilog="Reader options (-o key=value):\n\n" + "\n\n".join(
+    f"{name}: {text}" for name, text in READER_OPTIONS.items())
+    + "\n\nThen point an experiment at OUT with [data] prepared = \"OUT\".")
 def prepare(
     format: Annotated[str, typer.Argument(help=f"Reader: {FORMATS}")],
     path: Annotated[str, typer.Argument(help="Raw data file or folder (relative paths also "
                                         "resolve against CROSSREC_DATA)")],
     out: Annotated[Path, typer.Argument(help="Output dataset directory")],
-    option: Annotated[list[str] | None, typer.Option("--option", "-o",
-                                                     help="Reader option key=value")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="Reader option key=value, repeatable (values are TOML: "
+        "strings may be bare); the options of each FORMAT are listed below")] = None,
     k_core: Annotated[int, typer.Option(help="Per-domain k-core filter (0 = off)")] = 0,
     engine: Annotated[str, typer.Option(help="memory (pandas), duckdb (out of core, tabular "
                                         "format: files, directories, globs), or auto: duckdb "
@@ -244,6 +261,7 @@ def prepare(
                                          temp_dir=temp_dir, drop_bad_rows=drop_bad_rows, **opts)
                 _print_stats(meta["stats"], meta["report"],
                              f"{meta['name']} -> {out} (duckdb, {meta['seconds']:.1f} s)")
+                _print_split(out)
                 return
         with console.status(f"reading {format} data from {path} ..."):
             opts = _parse_options(option)
@@ -255,6 +273,23 @@ def prepare(
     except CrossrecError as e:
         _fail(e)
     _print_stats(dataset.stats(), dataset.report, f"{dataset.name} -> {out}")
+    _print_split(out)
+
+
+def _print_split(out: Path) -> None:
+    """``predefined split: N valid / M test rows (T train)`` when the prepared dataset in
+    ``out`` has one (a split file, or a ``part`` column)."""
+    import pyarrow.parquet as pq
+
+    path = out / "interactions.parquet"
+    if "part" not in pq.read_schema(path).names:
+        return
+    parts = pq.read_table(path, columns=["part"]).column("part").to_pandas().astype(str)
+    n = parts.value_counts()
+    console.print(f"predefined split: {int(n.get('valid', 0)):,} valid / "
+                  f"{int(n.get('test', 0)):,} test rows ({int(n.get('train', 0)):,} train); "
+                  f'use it with [split] kind = "predefined" and [data] prepared = "{out}"',
+                  markup=False, highlight=False)
 
 
 @data_app.command("stats")

@@ -154,7 +154,7 @@ def _markdown(rows: pd.DataFrame, group: str) -> str:
     users = sub.groupby(index, sort=False)["n_users"].max()
     seeds = sub.groupby(index, sort=False)["seeds"].max()
     lines = ["| " + " | ".join(index) + " | " + " | ".join(labels) + " | users | seeds |",
-             "|---|" * len(index) + "---:|" * (len(labels) + 2)]
+             "|" + "---|" * len(index) + "---:|" * (len(labels) + 2)]
     for key in keys:
         at = key if len(key) > 1 else key[0]
         lines.append("| " + " | ".join(map(str, key)) + " | "
