@@ -61,7 +61,7 @@ class BundleStore:
         self.root = Path(root)
         if not is_store(self.root):
             raise StoreError(f"{self.root}: not a bundle store (no {STORE_FILE}); create one "
-                             "with `crossrec update STORE --add BUNDLE`")
+                             "with `crossrec store add STORE BUNDLE`")
 
     @classmethod
     def create(cls, root: str | Path) -> BundleStore:
