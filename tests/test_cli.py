@@ -260,3 +260,53 @@ def test_unexpected_error_is_one_line_unless_debug(tmp_path, monkeypatch, capsys
     with pytest.raises(RuntimeError, match="something broke"):
         app(["--debug", "train", str(tmp_path / "x.toml")], prog_name="crossrec")
     assert app.pretty_exceptions_show_locals is False
+
+
+def test_one_seeds_option(tmp_path, prepared):
+    cfg = experiment(tmp_path, prepared, "[[models]]\nname = \"pop\"")
+    r = invoke("train", cfg, "--seeds", "1", "--out", str(tmp_path / "a"))
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "a" / "bundle" / "config.json").read_text())["seed"] == 1
+    r = invoke("train", cfg, "--seed", "1", "--out", str(tmp_path / "b"))  # the old spelling
+    assert r.exit_code == 0, r.output
+    r = invoke("train", cfg, "--seeds", "0,1", "--out", str(tmp_path / "c"))
+    assert r.exit_code == 2 and "train fits one model with one seed" in r.output
+    r = invoke("benchmark", cfg, "--seeds", "0,x", "--out", str(tmp_path / "d"))
+    assert r.exit_code == 2 and "--seeds '0,x': expected comma-separated" in r.output
+    r = invoke("benchmark", cfg, "--seeds", "2", "--out", str(tmp_path / "e"))
+    assert r.exit_code == 0, r.output
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "e" / "runs").glob("*/run.json")]
+    assert [r["seed"] for r in runs] == [2]
+    assert "--seed " not in invoke("train", "--help").output  # the alias stays hidden
+
+
+def test_data_errors_name_the_prepared_key(tmp_path, prepared):
+    for data in ('format = "prepared"\npath = "x"', f'path = "{prepared.as_posix()}"'):
+        cfg = tmp_path / "bad.toml"
+        cfg.write_text(f"""
+[data]
+{data}
+[split]
+kind = "cold_start_users"
+target = "target"
+[[models]]
+name = "pop"
+""")
+        r = invoke("benchmark", str(cfg), "--out", str(tmp_path / "out"))
+        assert r.exit_code == 2, r.output
+        assert "to use a prepared dataset, set [data] prepared = DIR" in r.output, r.output
+
+
+def test_split_target_only_optional_for_next_item(tmp_path, prepared):
+    from crossrec.config import load_config
+    from crossrec.errors import ConfigError
+
+    base = {"data": {"prepared": "x"}, "split": {"kind": "predefined"},
+            "models": [{"name": "pop"}]}
+    cfg = load_config(base={**base, "eval": {"protocol": "next_item"}})
+    assert cfg.split.target is None
+    with pytest.raises(ConfigError, match="split.target: give the target domain"):
+        load_config(base=base)
+    with pytest.raises(ConfigError, match="split.target"):
+        load_config(base={**base, "split": {"kind": "leave_one_out"},
+                          "eval": {"protocol": "next_item"}})

@@ -56,3 +56,59 @@ def test_format_table() -> None:
     text = Console(width=200, record=True)
     text.print(one)
     assert "0.2000 ± 0.0100" in text.export_text()
+
+
+def _cold_only() -> pd.DataFrame:
+    """Every test user cold: the "cold" rows equal the "all" rows; two domains plus pooled."""
+    out = []
+    for model, base in (("pop", 0.1), ("ease", 0.3)):
+        for domain, shift in (("all", 0.0), ("books", 0.02), ("music", -0.02)):
+            for group in ("all", "cold"):
+                for k in (1, 5, 10):
+                    out.append({"model": model, "domain": domain, "group": group,
+                                "metric": "ndcg", "k": k, "mean": base + shift + k / 100,
+                                "std": 0.0, "n_users": 50, "seeds": 1})
+    frame = pd.DataFrame(out)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def test_a_group_equal_to_all_users_is_reported_once(tmp_path, monkeypatch) -> None:
+    from crossrec.eval import report
+
+    panels = []
+    real = report._chart
+
+    def spy(rows, groups, same, *args):
+        panels.append((list(groups), dict(same)))
+        return real(rows, groups, same, *args)
+
+    monkeypatch.setattr(report, "_chart", spy)
+    md = write_report(_cold_only(), tmp_path, title="t", command="c",
+                      config={"eval": {"report_group": "cold"}}).read_text()
+    assert panels == [(["cold"], {"all": "cold"})]  # one chart panel, not two equal ones
+    assert md.count("| model | domain |") == 1 and "The same users as all users" in md
+    assert "| ease | books | 0.3300 | 0.3700 | 0.4200 | 50 | 1 |" in md
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {r["domain"] for r in data["rows"]} == {"all"}
+    assert {r["domain"] for r in data["domain_rows"]} == {"books", "music"}
+
+
+def test_format_long_fits_80_columns() -> None:
+    from crossrec.eval.report import format_long
+
+    out = []
+    for group, mean in (("all", 0.0111), ("cold", 0.0222), ("warm", 0.0333)):
+        for metric in ("recall", "ndcg", "hr", "mrr", "precision"):
+            for k in (10, 20):
+                out.append({"model": "bpr(train_on=all,epochs=30)", "group": group,
+                            "metric": metric, "k": k, "mean": mean, "std": 0.0,
+                            "n_users": 1234, "seeds": 1})
+    frame = pd.DataFrame(out)
+    console = Console(width=80, record=True)
+    console.print(format_long(frame, title="bpr on cold_start_users, full"))
+    text = console.export_text()
+    assert "…" not in text and all(text.count(v) == 10 for v in ("0.0111", "0.0222", "0.0333"))
+    wide = Console(width=80, record=True)
+    wide.print(format_table(frame))
+    assert "…" in wide.export_text()  # what `crossrec train` printed before
