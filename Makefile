@@ -11,7 +11,7 @@ DEMO_USER ?= 274
 DEMO_ENV := CROSSREC_THREADS=$(DEMO_THREADS) TOKENIZERS_PARALLELISM=false
 
 .PHONY: demo test docs test-all lint bench bench-cold bench-predefined clean onnx mpnet \
-	bench-encode bench-serve profiles bench-profile bench-multilingual
+	bench-encode bench-serve profiles bench-profile bench-multilingual bench-peers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,12 @@ bench-encode: onnx
 bench-multilingual: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[multilingual]'
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/multilingual.py --json runs/bench/multilingual.json
+
+# crossrec's ItemKNN / EASE / BPR beside implicit, LensKit, Cornac, RecBole (each in its own
+# .peers/<name> environment, created on first use), MovieLens then Arts -> Office, one thread
+bench-peers: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[peers]'
+	$(BIN)/python benchmarks/peers.py --json runs/bench/peers.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -97,6 +97,7 @@ class ItemKNN(Recommender):
     def __init__(self, config: ItemKNNConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
         self.similarity: dict[str, sp.csr_matrix] = {}  # domain -> [n_catalogue, n_domain]
+        self._matrix: sp.csr_matrix | None = None  # binary [n_users, n_catalogue] after fit
 
     def _domains(self, train: MultiDomainDataset, target: str) -> tuple[str, ...]:
         return (target,) if self.config.train_on == "target" else train.domains
@@ -106,14 +107,23 @@ class ItemKNN(Recommender):
         catalogue = self.config.catalogue(train, options.target)
         matrix = train.user_items(None)[:, catalogue].tocsr()
         matrix.data[:] = 1.0
+        self._matrix = matrix
         self.similarity = {}
-        for domain in self._domains(train, options.target):
+        self._domain_similarity(options.target)  # the others when first scored or saved
+        return self
+
+    def _domain_similarity(self, domain: str) -> sp.csr_matrix:
+        """``[n_catalogue, n_items(domain)]`` similarities, computed on first use: a merged
+        catalogue scored on its target only never pays for the source domains' columns."""
+        if domain not in self.similarity:
+            train = self.train_data
+            catalogue = self.config.catalogue(train, self.options.target)
             items = train.domain_items(domain)
             columns = slice(items.start - catalogue.start, items.stop - catalogue.start)
             self.similarity[domain] = item_similarity(
-                matrix, columns, neighbors=self.config.neighbors, shrink=self.config.shrink
+                self._matrix, columns, neighbors=self.config.neighbors, shrink=self.config.shrink
             )
-        return self
+        return self.similarity[domain]
 
     def score(self, query: Query, domain: str) -> torch.Tensor:
         """Sum of similarities to the history items.
@@ -124,12 +134,13 @@ class ItemKNN(Recommender):
         train = self._check_fitted()
         self.config.check_domain(train, domain, self.options.target)
         history = self.history_matrix(query, self.config.catalogue(train, self.options.target))
-        scores = (history @ self.similarity[domain]).toarray().astype(np.float32)
+        scores = (history @ self._domain_similarity(domain)).toarray().astype(np.float32)
         return torch.from_numpy(scores)
 
     def state(self) -> dict[str, np.ndarray]:
         out = {}
-        for domain, sim in self.similarity.items():
+        for domain in self._domains(self._check_fitted(), self.options.target):
+            sim = self._domain_similarity(domain)
             out[f"{domain}.indptr"] = sim.indptr.astype(np.int64)
             out[f"{domain}.indices"] = sim.indices.astype(np.int64)
             out[f"{domain}.data"] = sim.data.astype(np.float32)
