@@ -257,7 +257,8 @@ def run_child(python: str, c: Contender, src: Path, config: str, seed: int, thre
         with log.open("w") as out:
             proc = subprocess.Popen([python, str(CHILD), c.name, str(src), str(dst),
                                      json.dumps(params)], stdout=out, stderr=subprocess.STDOUT,
-                                    env=thread_env(threads), cwd=ROOT)
+                                    env=thread_env(threads),
+                                    cwd=ROOT if c.library == "crossrec" else tmp)  # RecBole: ./log*
             deadline = time.monotonic() + timeout
             while True:
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

@@ -144,3 +144,12 @@ def test_source_weight_chosen_on_validation_and_kept_by_restore(split) -> None:
     users = torch.arange(10)
     torch.testing.assert_close(restored.score(Query(users), TARGET),
                                model.score(Query(users), TARGET))
+
+
+def test_restore_refuses_a_booster_built_for_other_features(split) -> None:
+    from crossrec.errors import DataError
+
+    model = Ranker({**FAST, "features": ["sources", "popularity"]}).fit(split.train, _options())
+    with pytest.raises(DataError, match="features.*retrain"):
+        Ranker({**FAST, "features": ["sources"]}).restore(split.train, _options(),
+                                                          model.state())

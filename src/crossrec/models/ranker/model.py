@@ -59,7 +59,7 @@ class RankerConfig(TextConfig):
         early_stopping_share: share of episode users held out for LightGBM's early stopping.
         n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
             LightGBM settings.
-        threads: LightGBM threads; 0 = the CPUs this process may use.
+        threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
         decay: recency weight of history text profiles.
         max_history: most recent history items used by the text features.
         l2: ridge penalty of the text maps.
@@ -371,6 +371,13 @@ class Ranker(Recommender):
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             self.sources.append(build_source(spec).restore(train, options, sub))
         self.booster = lgb.Booster(model_str=bytes(np.asarray(state["booster"])).decode())
+        expected = len(self.features.names(train))
+        if self.booster.num_feature() != expected:
+            from crossrec.errors import DataError
+
+            raise DataError(f"ranker state: its LightGBM model reads {self.booster.num_feature()} "
+                            f"features, this crossrec builds {expected} for these feature groups "
+                            "(saved by another crossrec version?); retrain it")
         self.source_weight = float(np.asarray(state["source_weight"])[0])
         st = FeatureState()
         if "text.vectors" in state:
