@@ -13,7 +13,8 @@ users (``eval.part``):
 - ``text off``: every text feature group off and every text-model source removed;
 - ``without source <label>``: one candidate source removed (its features go with it);
 - ``--variant NAME=JSON``: the table updated with a JSON object (compare settings with
-  ``--part valid``: settings are chosen on validation users, never on the test users).
+  ``--part valid``, or read the ``valid`` column of ``--also-valid``: settings are chosen on
+  validation users, never on the test users).
 
 Prints, per variant, the headline metric (mean ± std over seeds), its ratio to ``full`` and to
 the baseline, the paired Wilcoxon p-values against ``full`` and against the baseline (one pair
@@ -53,6 +54,9 @@ def parse() -> argparse.Namespace:
                    help="an extra variant: the ranker table updated with a JSON object")
     p.add_argument("--part", choices=["valid", "test"], default=None,
                    help="score valid users (to compare settings) instead of eval.part")
+    p.add_argument("--also-valid", action="store_true",
+                   help="also score the validation users (a 'valid' column: choose variants "
+                        "by it, read the test columns)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args()
@@ -142,8 +146,11 @@ def main() -> int:
                 pu = res.per_user
                 pu = pu[pu["group"] == group] if group != "all" else pu
                 per_user.setdefault(name, []).append(pu.assign(user=pu["user"] + seed * 10**8))
-                r = rows.setdefault(name, {"value": [], "recall": [], "fit_s": []})
+                r = rows.setdefault(name, {"value": [], "recall": [], "fit_s": [], "valid": []})
                 r["value"].append(value)
+                if args.also_valid and part != "valid":
+                    r["valid"].append(evaluate(model, split, cfg.eval, part="valid",
+                                               seed=seed).value(metric, group=group))
                 r["fit_s"].append(seconds)
                 if name != args.baseline:
                     r["recall"].append(candidate_recall(model, split, part))
@@ -159,7 +166,7 @@ def main() -> int:
                         f"seeds {args.seeds}")
     base_pu = pd.concat(per_user[args.baseline]) if base_spec else None
     for col in ("variant", metric, "vs full", "vs " + args.baseline, "p vs full",
-                "p vs " + args.baseline, "cand. recall", "fit s"):
+                "p vs " + args.baseline, "cand. recall", "fit s", "valid " + metric):
         table.add_column(col, justify="left" if col == "variant" else "right")
     summary = {}
     for name, r in rows.items():
@@ -172,11 +179,14 @@ def main() -> int:
         rec = float(np.mean(r["recall"])) if r["recall"] else float("nan")
         summary[name] = {"mean": mean, "std": std, "values": r["value"], "p_vs_full": p,
                          "p_vs_baseline": pb, "candidate_recall": rec,
-                         "fit_s": float(np.mean(r["fit_s"]))}
+                         "fit_s": float(np.mean(r["fit_s"])),
+                         "valid_mean": float(np.mean(r["valid"])) if r["valid"] else None,
+                         "valid_values": r["valid"]}
         table.add_row(name, f"{mean:.4f} ± {std:.4f}", f"{mean / full:.3f}",
                       f"{mean / base:.3f}", "" if name == "full" else f"{p:.2g}",
                       "" if np.isnan(pb) else f"{pb:.2g}",
-                      "" if np.isnan(rec) else f"{rec:.3f}", f"{np.mean(r['fit_s']):.0f}")
+                      "" if np.isnan(rec) else f"{rec:.3f}", f"{np.mean(r['fit_s']):.0f}",
+                      f"{np.mean(r['valid']):.4f}" if r["valid"] else "")
     console.print(table)
     gain = pd.DataFrame(importance).mean().sort_values(ascending=False)
     imp = Table(title="full ranker: LightGBM gain importance (share, mean over seeds)")

@@ -153,3 +153,17 @@ def test_restore_refuses_a_booster_built_for_other_features(split) -> None:
     with pytest.raises(DataError, match="features.*retrain"):
         Ranker({**FAST, "features": ["sources"]}).restore(split.train, _options(),
                                                           model.state())
+
+
+def test_bagged_boosters_average_and_survive_restore(split) -> None:
+    model = Ranker({**FAST, "n_boosters": 3}).fit(split.train, _options())
+    assert len(model.booster.boosters) == 3
+    users = torch.arange(12)
+    x = model._candidates(split.train, Query(users), TARGET)[1]
+    each = [b.predict(x) for b in model.booster.boosters]
+    np.testing.assert_allclose(model.booster.predict(x), np.mean(each, axis=0))
+    assert not np.allclose(each[0], each[1])  # different rows, features and seeds
+    restored = Ranker({**FAST, "n_boosters": 3}).restore(split.train, _options(), model.state())
+    torch.testing.assert_close(restored.score(Query(users), TARGET),
+                               model.score(Query(users), TARGET))
+    assert len(model.signals(Query(users[:1]), TARGET, np.arange(3))) == 3

@@ -1,5 +1,6 @@
 """The ranker's learner: LightGBM ``lambdarank`` on the episode groups, early stopping on a
-held-out share of the episode users, threads set explicitly."""
+held-out share of the episode users, threads set explicitly; ``n_boosters`` > 1 bags several
+boosters (each its own held-out users, row and feature subsamples and seed) and averages them."""
 
 from __future__ import annotations
 
@@ -18,9 +19,53 @@ def threads(n: int) -> int:
     return n or current()
 
 
+SEPARATOR = "\n#crossrec-next-booster\n"
+
+
+class Ensemble:
+    """Boosters whose predictions are averaged; the subset of ``lightgbm.Booster`` the ranker
+    uses (``predict``, ``feature_importance``, ``num_feature``, ``model_to_string``)."""
+
+    def __init__(self, boosters: list[Any]) -> None:
+        self.boosters = boosters
+
+    @classmethod
+    def from_string(cls, text: str) -> Ensemble:
+        import lightgbm as lgb
+
+        return cls([lgb.Booster(model_str=part) for part in text.split(SEPARATOR)])
+
+    def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """``[N]`` mean score (``[N, F + 1]`` mean SHAP contributions with ``pred_contrib``)."""
+        return np.mean([b.predict(x, **kwargs) for b in self.boosters], axis=0)
+
+    def feature_importance(self, kind: str = "gain") -> np.ndarray:
+        return np.sum([b.feature_importance(kind) for b in self.boosters], axis=0)
+
+    def num_feature(self) -> int:
+        return self.boosters[0].num_feature()
+
+    def model_to_string(self) -> str:
+        return SEPARATOR.join(b.model_to_string() for b in self.boosters)
+
+
 def train_booster(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
-                  seed: int) -> tuple[Any, dict[str, Any]]:
-    """Fit the booster.
+                  seed: int) -> tuple[Ensemble, dict[str, Any]]:
+    """Fit ``c.n_boosters`` boosters (seeds ``seed``, ``seed + 1``, ...) into an ensemble.
+
+    Returns:
+        The ensemble and ``{"trees", "episode_valid_ndcg@10"}`` (means over the boosters).
+    """
+    fitted = [_train_one(x, y, sizes, c, seed + k, c.n_boosters > 1)
+              for k in range(c.n_boosters)]
+    stats = {key: float(np.mean([f[1][key] for f in fitted])) for key in fitted[0][1]}
+    stats["trees"] = int(round(stats["trees"]))
+    return Ensemble([f[0] for f in fitted]), stats
+
+
+def _train_one(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
+               seed: int, bag: bool) -> tuple[Any, dict[str, Any]]:
+    """Fit one booster (``bag``: 80 % row and feature subsamples).
 
     Args:
         x: ``float32 [N, F]`` feature rows, grouped by user (candidate order within a group).
@@ -45,6 +90,9 @@ def train_booster(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConf
               "min_child_samples": c.min_child_samples, "num_threads": threads(c.threads),
               "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
               "feature_pre_filter": False}
+    if bag:
+        params.update(bagging_fraction=0.8, bagging_freq=1, feature_fraction=0.8,
+                      bagging_seed=seed, feature_fraction_seed=seed)
     # feature names stay in FeatureBuilder.names: LightGBM refuses JSON characters in names
     dtrain = lgb.Dataset(x[~row_held], y[~row_held], group=sizes[~held], free_raw_data=True)
     sets, callbacks = [], []

@@ -57,6 +57,8 @@ class RankerConfig(TextConfig):
         negatives: at most this many unlabelled candidates per user in LightGBM's training
             groups (seeded sample; every labelled candidate is kept).
         early_stopping_share: share of episode users held out for LightGBM's early stopping.
+        n_boosters: boosters bagged (each on its own held-out users, 80 % row and feature
+            subsamples and seed) and averaged; 1 = one booster on every row and feature.
         n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
             LightGBM settings.
         threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
@@ -80,6 +82,7 @@ class RankerConfig(TextConfig):
     n_shots: int = Field(0, ge=0)
     negatives: int = Field(300, ge=1)
     early_stopping_share: float = Field(0.2, gt=0.0, lt=1.0)
+    n_boosters: int = Field(1, ge=1, le=32)
     n_estimators: int = Field(400, ge=1)
     learning_rate: float = Field(0.05, gt=0.0)
     num_leaves: int = Field(31, ge=2)
@@ -359,10 +362,9 @@ class Ranker(Recommender):
 
     def restore(self, train: MultiDomainDataset, options: FitOptions,
                 state: dict[str, np.ndarray]) -> Self:
-        import lightgbm as lgb
-
         from crossrec.models.ranker.candidates import build_source
         from crossrec.models.ranker.features import FeatureState
+        from crossrec.models.ranker.learn import Ensemble
 
         self.train_data, self.options = train, options
         self.sources = []
@@ -370,7 +372,7 @@ class Ranker(Recommender):
             prefix = f"source{j}."
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             self.sources.append(build_source(spec).restore(train, options, sub))
-        self.booster = lgb.Booster(model_str=bytes(np.asarray(state["booster"])).decode())
+        self.booster = Ensemble.from_string(bytes(np.asarray(state["booster"])).decode())
         expected = len(self.features.names(train))
         if self.booster.num_feature() != expected:
             from crossrec.errors import DataError
