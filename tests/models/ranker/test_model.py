@@ -167,3 +167,14 @@ def test_bagged_boosters_average_and_survive_restore(split) -> None:
     torch.testing.assert_close(restored.score(Query(users), TARGET),
                                model.score(Query(users), TARGET))
     assert len(model.signals(Query(users[:1]), TARGET, np.arange(3))) == 3
+
+
+def test_signals_read_the_scored_batch_back_identically(split) -> None:
+    model = Ranker(FAST).fit(split.train, _options())
+    users = torch.arange(8)
+    model.score(Query(users), TARGET)  # leaves the batch for signals()
+    cached = model.user_rows(Query(users[3:4]), TARGET)
+    model._last = None
+    fresh = model.user_rows(Query(users[3:4]), TARGET)
+    np.testing.assert_array_equal(cached[0], fresh[0])
+    np.testing.assert_allclose(cached[1], fresh[1], rtol=1e-4, atol=1e-5)  # batch vs one-row BLAS

@@ -78,12 +78,12 @@ def signals(model: Ranker, query: Query, domain: str, items: np.ndarray, n: int
     from crossrec.models.baselines.text_zero_shot import query_histories
 
     train = model._check_fitted()
-    cands, x = model._candidates(train, query, domain)
+    cand_items, x = model.user_rows(query, domain)
     names = model.features.names(train)
     hist = query_histories(train, query, model.config.max_history)[0]
     hist = hist[hist >= 0]
     start = train.domain_items(domain).start
-    where = {int(i): p for p, i in enumerate(cands.items) if cands.rows[p] == 0}
+    where = {int(i): p for p, i in enumerate(cand_items)}
     rows = [where.get(int(i), -1) for i in items]
     found = [r for r in rows if r >= 0]
     contrib = (model.booster.predict(x[found], pred_contrib=True)[:, :-1] if found

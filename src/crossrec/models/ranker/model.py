@@ -149,6 +149,7 @@ class Ranker(Recommender):
         self.report: dict[str, Any] = {}
         self.source_weight = 0.0
         self._memo: dict | None = None
+        self._last: tuple | None = None  # (domain, users, candidates, features) last scored
 
     # --------------------------------------------------------------- fit
     def _log(self, msg: str) -> None:
@@ -164,6 +165,7 @@ class Ranker(Recommender):
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         c = self.config
         self.train_data, self.options = train, options
+        self._last = None
         start = time.perf_counter()
         ep = reuse(("episodes", id(train), c.episodes, options.target, c.episode_ratio,
                     c.max_episode_users, c.n_shots, options.seed),
@@ -278,7 +280,22 @@ class Ranker(Recommender):
                 else np.zeros(0))
         if key is not None:
             self._memo[key] = (cands, pred)
+        if query.history is None:  # what signals() of one of these users reads back
+            self._last = (domain, query.users.detach().cpu().numpy(), cands, x)
         return cands, pred
+
+    def user_rows(self, query: Query, domain: str) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates (``int64 [C]`` local items) and feature rows (``float32 [C, F]``) of
+        a one-user ``query``: read back from the last scored batch when it held this user
+        (scoring then explaining costs one candidate pass), else computed."""
+        last = self._last
+        if query.history is None and last is not None and last[0] == domain:
+            hit = np.flatnonzero(last[1] == int(query.users[0]))
+            if len(hit):
+                at = last[2].rows == hit[0]
+                return last[2].items[at], last[3][at]
+        cands, x = self._candidates(self._check_fitted(), query, domain)
+        return cands.items[cands.rows == 0], x[cands.rows == 0]
 
     def score(self, query: Query, domain: str) -> torch.Tensor:
         """LightGBM's score standardised over each user's candidates, plus ``source_weight`` x
@@ -367,6 +384,7 @@ class Ranker(Recommender):
         from crossrec.models.ranker.learn import Ensemble
 
         self.train_data, self.options = train, options
+        self._last = None
         self.sources = []
         for j, spec in enumerate(self.config.candidates):
             prefix = f"source{j}."
