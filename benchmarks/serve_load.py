@@ -171,6 +171,16 @@ def build_request(host: str, port: int, body: str) -> bytes:
 
 
 # ---------------------------------------------------------------------- server and bundle
+def _shown(value: object) -> str:
+    """An argument as written into the JSON: paths inside the project relative to it."""
+    if isinstance(value, Path) and value.is_absolute():
+        try:
+            return str(value.relative_to(ROOT))
+        except ValueError:
+            return str(value)
+    return str(value)
+
+
 def default_bundle(config: Path, label: str) -> Path:
     """The cached bundle of model ``label`` in ``config`` (trained with ``crossrec train``)."""
     models = tomllib.loads(config.read_text()).get("models", [])
@@ -382,7 +392,7 @@ def main() -> None:
     if args.json:
         result["meta"] = {"bundle": str(path), "model": bundle.config["model"]["name"],
                           "domain": domain, "n_items": n_items, "cores": os.cpu_count(),
-                          "args": {k: str(v) for k, v in vars(args).items() if k != "client"}}
+                          "args": {k: _shown(v) for k, v in vars(args).items() if k != "client"}}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp_json = args.json.with_suffix(args.json.suffix + ".tmp")
         tmp_json.write_text(json.dumps(result, indent=2))
