@@ -32,7 +32,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from torch import Tensor
 
@@ -41,7 +40,7 @@ from crossrec.errors import DataError
 from crossrec.eval import metrics as M
 from crossrec.eval.ranking import _batches, _model_device
 from crossrec.eval.result import EvalResult, summarize
-from crossrec.eval.sampled import sampled_negatives
+from crossrec.eval.sampled import known_items, sampled_negatives
 from crossrec.eval.topk import top_indices
 from crossrec.models.base import Query, Recommender
 
@@ -70,28 +69,11 @@ def _scores(model: Recommender, users: np.ndarray, domains: Sequence[str]) -> Te
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].clone()
 
 
-def _known(split: Split, part: str, items: slice) -> sp.csr_matrix:
-    """Binary ``[n_users, items]``: training items, plus the valid truth when testing."""
-    train = split.train
-    inter = [train.interactions[["user", "item"]]]
-    if part == "test":
-        inter.append(split.valid[["user", "item"]])
-    frame = pd.concat(inter, ignore_index=True)
-    item = frame["item"].to_numpy(np.int64)
-    keep = (item >= items.start) & (item < items.stop)
-    m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32),
-                       (frame["user"].to_numpy(np.int64)[keep], item[keep] - items.start)),
-                      shape=(train.n_users, items.stop - items.start))
-    m.sum_duplicates()
-    m.sort_indices()
-    return m
-
-
 def _rank_block(model: Recommender, split: Split, part: str, domains: Sequence[str],
                 items: slice, users: np.ndarray, truth: np.ndarray, ks: list[int],
                 metrics: list[str], batch_size: int, progress: bool) -> dict[str, np.ndarray]:
     """Metrics of the cases ``(users[c], truth[c])`` ranked among ``items`` (global slice)."""
-    known = _known(split, part, items)
+    known = known_items(split, part, items)
     local = truth - items.start
     n = items.stop - items.start
     length = min(ks[-1], n)

@@ -64,7 +64,7 @@ def _draw(split: Split, part: str, n: int, seed: int) -> pd.DataFrame:
         span = train.domain_items(domain)
         users = cases["user"].to_numpy(np.int64)
         items = cases["item"].to_numpy(np.int64)
-        seen = _history(split, part, span)
+        seen = known_items(split, part, span)
         negatives = np.empty((len(cases), n), np.int64)
         step = max(1, BLOCK_KEYS // max(1, span.stop - span.start))
         for a in range(0, len(cases), step):
@@ -76,21 +76,6 @@ def _draw(split: Split, part: str, n: int, seed: int) -> pd.DataFrame:
     if not out:
         raise DataError(f"no {part} truth to evaluate")
     return pd.concat(out, ignore_index=True).sort_values(["user", "item"], ignore_index=True)
-
-
-def _history(split: Split, part: str, span: slice) -> sp.csr_matrix:
-    """Binary ``[n_users, items of span]``: training items, plus the valid truth at test."""
-    frames = [split.train.interactions[["user", "item"]]]
-    if part == "test":
-        frames.append(split.valid[["user", "item"]])
-    both = pd.concat(frames, ignore_index=True)
-    item = both["item"].to_numpy(np.int64)
-    keep = (item >= span.start) & (item < span.stop)
-    m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32),
-                       (both["user"].to_numpy(np.int64)[keep], item[keep] - span.start)),
-                      shape=(split.train.n_users, span.stop - span.start))
-    m.sum_duplicates()
-    return m
 
 
 def _draw_block(split: Split, users: np.ndarray, local: np.ndarray, seen: sp.csr_matrix,
@@ -110,3 +95,20 @@ def _draw_block(split: Split, users: np.ndarray, local: np.ndarray, seen: sp.csr
     keys[mask] = np.iinfo(np.uint64).max
     chosen = np.argpartition(keys, n - 1, axis=1)[:, :n] if n < n_dom else np.argsort(keys, 1)
     return np.sort(chosen[:, :n], axis=1)
+
+
+def known_items(split: Split, part: str, items: slice) -> sp.csr_matrix:
+    """Binary ``[n_users, items]``: training items, plus the valid truth when testing."""
+    train = split.train
+    inter = [train.interactions[["user", "item"]]]
+    if part == "test":
+        inter.append(split.valid[["user", "item"]])
+    frame = pd.concat(inter, ignore_index=True)
+    item = frame["item"].to_numpy(np.int64)
+    keep = (item >= items.start) & (item < items.stop)
+    m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32),
+                       (frame["user"].to_numpy(np.int64)[keep], item[keep] - items.start)),
+                      shape=(train.n_users, items.stop - items.start))
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
