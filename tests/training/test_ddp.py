@@ -95,7 +95,10 @@ summary = Trainer(options).fit(model, None, [Stage("s", epochs=4, learning_rate=
 state = {k: v.flatten().tolist() for k, v in model.state_dict().items()}
 (out / f"rank-{rank}{'-ddp' if distributed else ''}.json").write_text(json.dumps(
     {"state": state, "validated": len(calls), "summary": summary.to_dict()}))
-if distributed:
+if distributed:  # leave together, as training/distributed.py does (gloo teardown race)
+    import gc
+    dist.barrier()
+    gc.collect()
     dist.destroy_process_group()
 '''
 
