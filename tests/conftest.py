@@ -49,3 +49,18 @@ def ray_local():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved ``pop`` bundle on the synthetic two-domain data (tests copy it, then damage the
+    copy)."""
+    from crossrec.bundle import Bundle
+    from crossrec.models import MODELS, FitOptions
+    from crossrec.testing import make_two_domain
+
+    ds = make_two_domain(seed=1)
+    model = MODELS["pop"]().fit(ds, FitOptions(target="target"))
+    path = tmp_path_factory.mktemp("pristine") / "bundle"
+    Bundle(model, ds, {"model": {"name": "pop"}, "target": "target", "seed": 0}).save(path)
+    return path

@@ -14,18 +14,7 @@ from pathlib import Path
 import pytest
 
 from crossrec.bundle import Bundle, BundleError, read_meta
-from crossrec.models import MODELS, FitOptions
 from crossrec.serving.store import BundleStore, StoreError
-from crossrec.testing import make_two_domain
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    ds = make_two_domain(seed=1)
-    model = MODELS["pop"]().fit(ds, FitOptions(target="target"))
-    path = tmp_path_factory.mktemp("integrity") / "bundle"
-    Bundle(model, ds, {"model": {"name": "pop"}, "target": "target", "seed": 0}).save(path)
-    return path
 
 
 @pytest.fixture()

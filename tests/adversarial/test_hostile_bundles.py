@@ -13,20 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crossrec.bundle import Bundle
 from crossrec.cli import app
-from crossrec.models import MODELS, FitOptions
 from crossrec.serving.store import BundleStore
-from crossrec.testing import make_two_domain
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    ds = make_two_domain(seed=1)
-    model = MODELS["pop"]().fit(ds, FitOptions(target="target"))
-    path = tmp_path_factory.mktemp("hostile") / "bundle"
-    Bundle(model, ds, {"model": {"name": "pop"}, "target": "target", "seed": 0}).save(path)
-    return path
 
 
 def meta_edit(change: Callable[[dict], None]) -> Callable[[Path], None]:
