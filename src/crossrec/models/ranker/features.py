@@ -18,6 +18,11 @@ Groups (``RankerConfig.features``):
 - ``text2cf``: the candidate's text mapped into collaborative (PureSVD) space
   (``crossrec.models.cross.text2cf``) dotted with the user's folded-in factor, and the plain
   PureSVD score (0 for an item without interactions).
+- ``text_tower``: a *learned* cross-domain text score from two towers trained contrastively on
+  training users with history inside and outside the ranked domain
+  (``crossrec.models.ranker.tower``): the cosine of the user tower's output for the user's
+  outside-domain profile to the item tower's output for the candidate, raw and standardised
+  over the user's candidates (NaN without outside history).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 
 from crossrec.data.sequence import PAD
 from crossrec.models.cross.text2cf import apply_ridge, cf_item_factors, ridge
+from crossrec.models.ranker.tower import Towers, fit_towers
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -37,8 +43,8 @@ if TYPE_CHECKING:
     from crossrec.data.dataset import MultiDomainDataset
     from crossrec.models.ranker.candidates import Candidates
 
-GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf")
-TEXT_GROUPS = ("text", "text_map", "text2cf")
+GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "text_tower")
+TEXT_GROUPS = ("text", "text_map", "text2cf", "text_tower")
 
 
 def per_user_z(values: np.ndarray, rows: np.ndarray, b: int) -> np.ndarray:
@@ -89,6 +95,8 @@ class FeatureState:
     text_maps: dict[str, np.ndarray] = field(default_factory=dict)  # domain -> [dim + 1, dim]
     cf: np.ndarray | None = None  # [n_items, k] PureSVD item factors
     cf_map: np.ndarray | None = None  # [dim + 1, k] text -> factor ridge
+    towers: dict[str, Towers] = field(default_factory=dict)  # ranked domain -> two towers
+    tower_items: dict[str, np.ndarray] = field(default_factory=dict)  # cache: [n_d, k]
 
 
 class FeatureBuilder:
@@ -116,18 +124,29 @@ class FeatureBuilder:
             for d in train.domains:
                 s = train.domain_items(d)
                 st.density[s] = neighbourhood_density(vectors[s])
-        if "text_map" in self.groups:
+        if "text_map" in self.groups or "text_tower" in self.groups:
             from crossrec.data.sequence import user_sequences
 
             users = np.arange(train.n_users)
             hist = user_sequences(train).padded(users, self.max_history)
             dom = np.where(hist >= 0, train.item_domain[np.maximum(hist, 0)], -1)
+            inter = train.interactions
             for di, d in enumerate(train.domains):
-                inside = _profiles(vectors, hist, dom == di, self.decay)
                 outside = _profiles(vectors, hist, (dom >= 0) & (dom != di), self.decay)
-                both = (np.abs(inside).sum(1) > 0) & (np.abs(outside).sum(1) > 0)
-                if both.sum() >= 10:
-                    st.text_maps[d] = ridge(outside[both], inside[both], l2)
+                if "text_map" in self.groups:
+                    inside = _profiles(vectors, hist, dom == di, self.decay)
+                    both = (np.abs(inside).sum(1) > 0) & (np.abs(outside).sum(1) > 0)
+                    if both.sum() >= 10:
+                        st.text_maps[d] = ridge(outside[both], inside[both], l2)
+                if "text_tower" in self.groups:
+                    s = train.domain_items(d)
+                    in_d = inter["domain"].to_numpy() == di
+                    u = inter["user"].to_numpy(np.int64)[in_d]
+                    i = inter["item"].to_numpy(np.int64)[in_d] - s.start
+                    keep = np.abs(outside[u]).sum(1) > 0
+                    towers = fit_towers(outside, u[keep], i[keep], vectors[s], seed=seed)
+                    if towers is not None:
+                        st.towers[d] = towers
         if "text2cf" in self.groups:
             st.cf = cf_item_factors(train, factors, seed)
             warm = np.abs(st.cf).sum(1) > 0
@@ -153,6 +172,8 @@ class FeatureBuilder:
             out += ["text_map"]
         if "text2cf" in self.groups:
             out += ["text2cf:mapped", "text2cf:svd"]
+        if "text_tower" in self.groups:
+            out += ["text_tower", "text_tower:cz"]
         return out
 
     # --------------------------------------------------------------- features
@@ -263,4 +284,27 @@ class FeatureBuilder:
             mapped = apply_ridge(cand, st.cf_map)
             out += [np.einsum("pk,pk->p", user[rows], mapped),
                     np.einsum("pk,pk->p", user[rows], st.cf[gitems])]
+        if "text_tower" in self.groups:
+            out += self._tower(train, di, gitems, rows, hist, valid & (dom != di))
         return out
+
+    def _tower(self, train: MultiDomainDataset, di: int, gitems: np.ndarray, rows: np.ndarray,
+               hist: np.ndarray, outside: np.ndarray) -> list[np.ndarray]:
+        """The two-tower cosine of each pair and its per-user standardisation."""
+        st = self.state
+        domain = train.domains[di]
+        col = np.full(len(rows), np.nan, dtype=np.float32)
+        towers = st.towers.get(domain)
+        if towers is None:
+            return [col, col.copy()]
+        s = train.domain_items(domain)
+        if domain not in st.tower_items:
+            st.tower_items[domain] = towers.items(st.vectors[s])
+        profiles = _profiles(st.vectors, hist, outside, self.decay)
+        has = (np.abs(profiles).sum(1) > 0)[rows]
+        user = towers.users(profiles)
+        col[has] = np.einsum("pk,pk->p", user[rows[has]],
+                             st.tower_items[domain][gitems[has] - s.start])
+        z = per_user_z(np.nan_to_num(col), rows, hist.shape[0]).astype(np.float32)
+        z[~has] = np.nan
+        return [col, z]

@@ -130,7 +130,7 @@ class Ranker(Recommender):
 
     State: each source's state under ``source{j}.``, the LightGBM model text (``booster``,
     ``uint8``), the feature state (``text.vectors`` float32 with float16 values,
-    ``text.density``, ``text_map.<domain>``, ``cf``, ``cf_map``).
+    ``text.density``, ``text_map.<domain>``, ``cf``, ``cf_map``, ``tower.<weight>.<domain>``).
     """
 
     Config = RankerConfig
@@ -375,6 +375,8 @@ class Ranker(Recommender):
             out[f"text_map.{d}"] = w
         if st.cf is not None:
             out["cf"], out["cf_map"] = st.cf, st.cf_map
+        for d, towers in st.towers.items():
+            out.update({f"tower.{k}.{d}": w for k, w in towers.weights.items()})
         return out
 
     def restore(self, train: MultiDomainDataset, options: FitOptions,
@@ -382,6 +384,7 @@ class Ranker(Recommender):
         from crossrec.models.ranker.candidates import build_source
         from crossrec.models.ranker.features import FeatureState
         from crossrec.models.ranker.learn import Ensemble
+        from crossrec.models.ranker.tower import read_towers
 
         self.train_data, self.options = train, options
         self._last = None
@@ -408,6 +411,7 @@ class Ranker(Recommender):
                         if k.startswith("text_map.")}
         if "cf" in state:
             st.cf, st.cf_map = np.asarray(state["cf"]), np.asarray(state["cf_map"])
+        st.towers = read_towers(state)
         self.features.state = st
         return self
 
