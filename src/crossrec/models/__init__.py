@@ -13,7 +13,7 @@ from crossrec.models.base import (
     Stage,
     TorchRecommender,
 )
-from crossrec.models.baselines import BPR, EASE, ItemKNN, Pop, SASRec, Transition, UserKNN
+from crossrec.models.baselines import ALS, BPR, EASE, ItemKNN, Pop, SASRec, Transition, UserKNN
 from crossrec.models.baselines.text_zero_shot import TextZeroShot
 from crossrec.models.cross.cmf import CMF
 from crossrec.models.cross.conet import CoNet
@@ -33,6 +33,7 @@ MODELS: dict[str, type[Recommender]] = {
     "userknn": UserKNN,
     "ease": EASE,
     "bpr": BPR,
+    "als": ALS,
     "sasrec": SASRec,
     "transition": Transition,
     "text_zero_shot": TextZeroShot,

@@ -1,6 +1,8 @@
-"""Baselines: popularity, item-item and user-user kNN, EASE and BPR-MF (each on the target or
-all domains); the sequential SASRec and item-transition models over mixed-domain sequences."""
+"""Baselines: popularity, item-item and user-user kNN, EASE, BPR-MF and implicit ALS (each on the
+target or all domains); the sequential SASRec and item-transition models over mixed-domain
+sequences."""
 
+from crossrec.models.baselines.als import ALS, ALSConfig
 from crossrec.models.baselines.bpr import BPR, BPRConfig
 from crossrec.models.baselines.ease import EASE, EASEConfig
 from crossrec.models.baselines.itemknn import ItemKNN, ItemKNNConfig
@@ -9,6 +11,6 @@ from crossrec.models.baselines.sasrec import SASRec, SASRecConfig
 from crossrec.models.baselines.transition import Transition, TransitionConfig
 from crossrec.models.baselines.userknn import UserKNN, UserKNNConfig
 
-__all__ = ["BPR", "BPRConfig", "EASE", "EASEConfig", "ItemKNN", "ItemKNNConfig", "Pop",
-           "PopConfig", "SASRec", "SASRecConfig", "Transition", "TransitionConfig", "UserKNN",
-           "UserKNNConfig"]
+__all__ = ["ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "ItemKNN",
+           "ItemKNNConfig", "Pop", "PopConfig", "SASRec", "SASRecConfig", "Transition",
+           "TransitionConfig", "UserKNN", "UserKNNConfig"]
