@@ -178,3 +178,24 @@ def test_signals_read_the_scored_batch_back_identically(split) -> None:
     fresh = model.user_rows(Query(users[3:4]), TARGET)
     np.testing.assert_array_equal(cached[0], fresh[0])
     np.testing.assert_allclose(cached[1], fresh[1], rtol=1e-4, atol=1e-5)  # batch vs one-row BLAS
+
+
+def test_episode_folds_hide_disjoint_users_and_pool_their_rows(split) -> None:
+    from crossrec.models.ranker.episodes import make_episodes
+
+    folds = [make_episodes(split.train, "cold_users", TARGET, ratio=0.3, seed=0, fold=f)
+             for f in range(3)]
+    users = [set(ep.labels["user"].tolist()) for ep in folds]
+    assert all(users) and not (users[0] & users[1] or users[0] & users[2] or users[1] & users[2])
+    assert users[0] == set(make_episodes(split.train, "cold_users", TARGET, ratio=0.3,
+                                         seed=0).labels["user"].tolist())
+    one = Ranker(FAST).fit(split.train, _options())
+    two = Ranker({**FAST, "episode_folds": 2}).fit(split.train, _options())
+    assert two.report["episode_users"] > 1.5 * one.report["episode_users"]
+
+
+def test_episode_folds_must_fit_in_the_pool() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="episode_folds"):
+        Ranker({**FAST, "episode_folds": 4, "episode_ratio": 0.3})

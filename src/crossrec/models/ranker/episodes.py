@@ -50,14 +50,17 @@ class Episodes:
         return np.unique(lab["user"].to_numpy()[lab["domain"].to_numpy() == domain])
 
 
-def _sample(rng: np.random.Generator, pool: np.ndarray, ratio: float, cap: int) -> np.ndarray:
+def _sample(rng: np.random.Generator, pool: np.ndarray, ratio: float, cap: int,
+            fold: int = 0) -> np.ndarray:
+    """The ``fold``-th disjoint block of ``min(cap, ratio * len(pool))`` of a seeded
+    permutation of ``pool`` (fold 0: the first block)."""
     n = min(cap, max(1, int(round(ratio * len(pool)))))
-    return np.sort(rng.permutation(pool)[:n])
+    return np.sort(rng.permutation(pool)[fold * n:(fold + 1) * n])
 
 
 def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
                   ratio: float = 0.2, max_users: int = 3000, n_shots: int = 0,
-                  seed: int = 0) -> Episodes:
+                  seed: int = 0, fold: int = 0) -> Episodes:
     """Carve ranker episodes out of ``train`` (see the module docstring).
 
     Args:
@@ -68,6 +71,9 @@ def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
         max_users: cap on labelled users.
         n_shots: ``cold_users`` only: each sampled user keeps their first ``n_shots`` rows.
         seed: the draw.
+        fold: which block of the seed's permutation is hidden: folds ``0..F-1`` of one seed
+            hide disjoint users (items), so ``F`` episode sets together label ``F`` times as
+            many users while each fold's candidate models still see ``1 - ratio`` of them.
 
     Raises:
         DataError: nothing eligible (e.g. no user has the domain and another one).
@@ -83,7 +89,7 @@ def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
         eligible = np.flatnonzero(size >= 2)
         if len(eligible) == 0:
             raise DataError("ranker episodes 'last_item': no user has 2 training interactions")
-        chosen = _sample(rng, eligible, ratio, max_users)
+        chosen = _sample(rng, eligible, ratio, max_users, fold)
         rows = order[last]
         rows = rows[np.isin(users[rows], chosen)]
         hidden = np.zeros(len(inter), dtype=bool)
@@ -101,7 +107,7 @@ def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
             if len(pool) == 0:
                 raise DataError(f"ranker episodes 'cold_users': no training user has domain "
                                 f"{domain!r} and another domain")
-            chosen = _sample(rng, pool, ratio, max_users)
+            chosen = _sample(rng, pool, ratio, max_users, fold)
             hidden = in_dom & np.isin(users, chosen)
             if n_shots:
                 idx = np.flatnonzero(hidden)
@@ -115,7 +121,7 @@ def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
             if len(active) < 2:
                 raise DataError(f"ranker episodes 'cold_items': domain {domain!r} has "
                                 f"{len(active)} items with interactions")
-            held = _sample(rng, active, ratio, len(active) - 1)
+            held = _sample(rng, active, ratio, len(active) - 1, fold)
             hidden = np.isin(items, held)
             labelled = np.unique(users[hidden])
             if len(labelled) > max_users:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from crossrec.models.ranker.model import RankerConfig
+    from crossrec.models.ranker.config import RankerConfig
 
 
 def threads(n: int) -> int:

@@ -20,7 +20,6 @@ from typing import Any, Self
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.models.base import FitOptions, Query, Recommender
@@ -31,98 +30,10 @@ from crossrec.models.ranker.candidates import (
     reuse,
     source_label,
 )
-from crossrec.models.ranker.episodes import EpisodeKind, Episodes, make_episodes
-from crossrec.models.ranker.features import GROUPS, FeatureBuilder, per_user_z
+from crossrec.models.ranker.config import RankerConfig
+from crossrec.models.ranker.episodes import Episodes, make_episodes
+from crossrec.models.ranker.features import FeatureBuilder, per_user_z
 from crossrec.models.ranker.learn import threads as _threads
-from crossrec.models.text import TextConfig
-
-DEFAULT_SOURCES = ({"name": "ease", "train_on": "all", "label": "ease(all)"},
-                   {"name": "itemknn", "train_on": "all", "label": "itemknn(all)"},
-                   {"name": "pop"})
-
-
-class RankerConfig(TextConfig):
-    """Two-stage ranker settings.
-
-    Attributes:
-        candidates: source model tables (``name``, optional ``label``, ``n`` = nominations per
-            user, the model's own settings).
-        n_candidates: default ``n`` of a source.
-        features: feature groups used (``features.GROUPS``); drop one for an ablation.
-        episodes: how training labels are carved from the training split: ``cold_users``
-            (cold-start / few-shot users), ``last_item`` (next-item), ``cold_items``.
-        episode_ratio: share of eligible users (items) hidden per episode draw.
-        max_episode_users: cap on labelled users.
-        n_shots: ``cold_users``: target rows an episode user keeps (few-shot protocols).
-        negatives: at most this many unlabelled candidates per user in LightGBM's training
-            groups (seeded sample; every labelled candidate is kept).
-        early_stopping_share: share of episode users held out for LightGBM's early stopping.
-        n_boosters: boosters bagged (each on its own held-out users, 80 % row and feature
-            subsamples and seed) and averaged; 1 = one booster on every row and feature.
-        n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
-            LightGBM settings.
-        threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
-        decay: recency weight of history text profiles.
-        max_history: most recent history items used by the text features.
-        l2: ridge penalty of the text maps.
-        factors: PureSVD rank of the ``text2cf`` features.
-        source_weight: weight of the first source's standardised score added to the ranker's
-            (standardised per user); None = chosen on validation users from
-            ``source_weight_grid`` (0 without validation). A large weight keeps the first
-            source's order: the safety net where too few episodes were learned from.
-    """
-
-    candidates: list[dict[str, Any]] = Field(
-        default_factory=lambda: [dict(s) for s in DEFAULT_SOURCES])
-    n_candidates: int = Field(200, ge=1)
-    features: tuple[str, ...] = GROUPS
-    episodes: EpisodeKind = "cold_users"
-    episode_ratio: float = Field(0.3, gt=0.0, le=1.0)
-    max_episode_users: int = Field(3000, ge=10)
-    n_shots: int = Field(0, ge=0)
-    negatives: int = Field(300, ge=1)
-    early_stopping_share: float = Field(0.2, gt=0.0, lt=1.0)
-    n_boosters: int = Field(1, ge=1, le=32)
-    n_estimators: int = Field(400, ge=1)
-    learning_rate: float = Field(0.05, gt=0.0)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(20, ge=1)
-    early_stopping_rounds: int = Field(40, ge=1)
-    threads: int = Field(0, ge=0)
-    decay: float = Field(0.8, gt=0.0, le=1.0)
-    max_history: int = Field(50, ge=1)
-    l2: float = Field(10.0, gt=0.0)
-    factors: int = Field(64, ge=1)
-    source_weight: float | None = Field(None, ge=0.0)
-    source_weight_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 100.0)
-
-    @field_validator("candidates")
-    @classmethod
-    def _check_sources(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from crossrec.models import check_nested_spec
-
-        if not specs:
-            raise ValueError("give at least one candidate source")
-        labels = set()
-        for i, spec in enumerate(specs):
-            check_nested_spec(spec, f"candidates[{i}]", exclude="ranker", extra=("n",))
-            n = spec.get("n", 1)
-            if not isinstance(n, int) or n < 1:
-                raise ValueError(f"candidates[{i}].n must be a positive integer, got {n!r}")
-            label = source_label(spec)
-            if label in labels:
-                raise ValueError(f"candidates[{i}]: two sources are labelled {label!r}; give "
-                                 "each a distinct 'label'")
-            labels.add(label)
-        return specs
-
-    @field_validator("features")
-    @classmethod
-    def _check_groups(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [g for g in groups if g not in GROUPS]
-        if bad:
-            raise ValueError(f"unknown feature groups {bad}; known: {', '.join(GROUPS)}")
-        return tuple(dict.fromkeys(groups))
 
 
 class Ranker(Recommender):
@@ -167,17 +78,23 @@ class Ranker(Recommender):
         self.train_data, self.options = train, options
         self._last = None
         start = time.perf_counter()
-        ep = reuse(("episodes", id(train), c.episodes, options.target, c.episode_ratio,
-                    c.max_episode_users, c.n_shots, options.seed),
-                   lambda: make_episodes(train, c.episodes, options.target,
-                                         ratio=c.episode_ratio, max_users=c.max_episode_users,
-                                         n_shots=c.n_shots, seed=options.seed))
-        self._log(f"ranker: {c.episodes} episodes: {len(ep.labels):,} hidden rows of "
-                  f"{ep.labels['user'].nunique():,} users")
-        self.sources = fit_sources(c.candidates, ep.train, options, self._log)
-        self.features.fit(ep.train, self._vectors(ep.train, options), l2=c.l2,
-                          factors=c.factors, seed=options.seed)
-        x, y, groups, users = self._episode_rows(ep, options.seed)
+        parts, hits = [], [0, 0]
+        for fold in range(c.episode_folds):
+            ep = reuse(("episodes", id(train), c.episodes, options.target, c.episode_ratio,
+                        c.max_episode_users, c.n_shots, options.seed, fold),
+                       lambda f=fold: make_episodes(
+                           train, c.episodes, options.target, ratio=c.episode_ratio,
+                           max_users=c.max_episode_users, n_shots=c.n_shots,
+                           seed=options.seed, fold=f))
+            self._log(f"ranker: {c.episodes} episodes (fold {fold + 1}/{c.episode_folds}): "
+                      f"{len(ep.labels):,} hidden rows of {ep.labels['user'].nunique():,} users")
+            self.sources = fit_sources(c.candidates, ep.train, options, self._log)
+            self.features.fit(ep.train, self._vectors(ep.train, options), l2=c.l2,
+                              factors=c.factors, seed=options.seed)
+            parts.append(self._episode_rows(ep, options.seed + fold, hits))
+        x, y, groups, users = (np.concatenate(p) for p in zip(*parts, strict=True))
+        self.report["candidate_recall"] = hits[0] / max(hits[1], 1)
+        self.report["episode_users"] = len(groups)
         self._train_booster(x, y, groups, users, options.seed)
         self.report["episode_seconds"] = time.perf_counter() - start
         # the sources and feature maps that score: refitted on the whole training split
@@ -192,9 +109,10 @@ class Ranker(Recommender):
                   f"{self.report['source_weight']} (valid {self.report['source_weight_curve']})")
         return self
 
-    def _episode_rows(self, ep: Episodes, seed: int
+    def _episode_rows(self, ep: Episodes, seed: int, hits: list[int]
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Feature rows, 0/1 labels, group sizes and group users of every episode user."""
+        """Feature rows, 0/1 labels, group sizes and group users of every episode user;
+        adds the labels found among the candidates and all labels to ``hits``."""
         rng = np.random.default_rng(seed)
         train = ep.train
         xs, ys, sizes, owners = [], [], [], []
@@ -237,8 +155,8 @@ class Ranker(Recommender):
 
             raise DataError("ranker: no episode user has a hidden item among the candidates; "
                             "raise the sources' n or use other sources")
-        self.report["candidate_recall"] = hit / max(total, 1)
-        self.report["episode_users"] = len(sizes)
+        hits[0] += hit
+        hits[1] += total
         return np.concatenate(xs), np.concatenate(ys), np.array(sizes), np.array(owners)
 
     def _train_booster(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray,

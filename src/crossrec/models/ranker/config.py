@@ -1,0 +1,110 @@
+"""Typed settings of the two-stage ranker (``RankerConfig``), checked when a config is read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from crossrec.models.ranker.candidates import source_label
+from crossrec.models.ranker.episodes import EpisodeKind
+from crossrec.models.ranker.features import GROUPS
+from crossrec.models.text import TextConfig
+
+DEFAULT_SOURCES = ({"name": "ease", "train_on": "all", "label": "ease(all)"},
+                   {"name": "itemknn", "train_on": "all", "label": "itemknn(all)"},
+                   {"name": "pop"})
+
+
+class RankerConfig(TextConfig):
+    """Two-stage ranker settings.
+
+    Attributes:
+        candidates: source model tables (``name``, optional ``label``, ``n`` = nominations per
+            user, the model's own settings).
+        n_candidates: default ``n`` of a source.
+        features: feature groups used (``features.GROUPS``); drop one for an ablation.
+        episodes: how training labels are carved from the training split: ``cold_users``
+            (cold-start / few-shot users), ``last_item`` (next-item), ``cold_items``.
+        episode_ratio: share of eligible users (items) hidden per episode draw.
+        episode_folds: episode draws on disjoint users (items), each with its own candidate
+            models; their rows are pooled (``episode_folds x episode_ratio`` must be <= 1).
+        max_episode_users: cap on labelled users.
+        n_shots: ``cold_users``: target rows an episode user keeps (few-shot protocols).
+        negatives: at most this many unlabelled candidates per user in LightGBM's training
+            groups (seeded sample; every labelled candidate is kept).
+        early_stopping_share: share of episode users held out for LightGBM's early stopping.
+        n_boosters: boosters bagged (each on its own held-out users, 80 % row and feature
+            subsamples and seed) and averaged; 1 = one booster on every row and feature.
+        n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
+            LightGBM settings.
+        threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
+        decay: recency weight of history text profiles.
+        max_history: most recent history items used by the text features.
+        l2: ridge penalty of the text maps.
+        factors: PureSVD rank of the ``text2cf`` features.
+        source_weight: weight of the first source's standardised score added to the ranker's
+            (standardised per user); None = chosen on validation users from
+            ``source_weight_grid`` (0 without validation). A large weight keeps the first
+            source's order: the safety net where too few episodes were learned from.
+    """
+
+    candidates: list[dict[str, Any]] = Field(
+        default_factory=lambda: [dict(s) for s in DEFAULT_SOURCES])
+    n_candidates: int = Field(200, ge=1)
+    features: tuple[str, ...] = GROUPS
+    episodes: EpisodeKind = "cold_users"
+    episode_ratio: float = Field(0.3, gt=0.0, le=1.0)
+    episode_folds: int = Field(1, ge=1, le=10)
+    max_episode_users: int = Field(3000, ge=10)
+    n_shots: int = Field(0, ge=0)
+    negatives: int = Field(300, ge=1)
+    early_stopping_share: float = Field(0.2, gt=0.0, lt=1.0)
+    n_boosters: int = Field(1, ge=1, le=32)
+    n_estimators: int = Field(400, ge=1)
+    learning_rate: float = Field(0.05, gt=0.0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(20, ge=1)
+    early_stopping_rounds: int = Field(40, ge=1)
+    threads: int = Field(0, ge=0)
+    decay: float = Field(0.8, gt=0.0, le=1.0)
+    max_history: int = Field(50, ge=1)
+    l2: float = Field(10.0, gt=0.0)
+    factors: int = Field(64, ge=1)
+    source_weight: float | None = Field(None, ge=0.0)
+    source_weight_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 100.0)
+
+    @field_validator("candidates")
+    @classmethod
+    def _check_sources(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from crossrec.models import check_nested_spec
+
+        if not specs:
+            raise ValueError("give at least one candidate source")
+        labels = set()
+        for i, spec in enumerate(specs):
+            check_nested_spec(spec, f"candidates[{i}]", exclude="ranker", extra=("n",))
+            n = spec.get("n", 1)
+            if not isinstance(n, int) or n < 1:
+                raise ValueError(f"candidates[{i}].n must be a positive integer, got {n!r}")
+            label = source_label(spec)
+            if label in labels:
+                raise ValueError(f"candidates[{i}]: two sources are labelled {label!r}; give "
+                                 "each a distinct 'label'")
+            labels.add(label)
+        return specs
+
+    @model_validator(mode="after")
+    def _check_folds(self) -> RankerConfig:
+        if self.episode_folds * self.episode_ratio > 1.0 + 1e-9:
+            raise ValueError(f"episode_folds x episode_ratio must be at most 1 (disjoint "
+                             f"folds), got {self.episode_folds} x {self.episode_ratio}")
+        return self
+
+    @field_validator("features")
+    @classmethod
+    def _check_groups(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [g for g in groups if g not in GROUPS]
+        if bad:
+            raise ValueError(f"unknown feature groups {bad}; known: {', '.join(GROUPS)}")
+        return tuple(dict.fromkeys(groups))
