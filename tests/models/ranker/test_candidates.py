@@ -1,0 +1,114 @@
+"""Candidate selection: the exact top-n equals the full stable sort it replaced, ties included."""
+
+import numpy as np
+import pytest
+import torch
+
+from crossrec.models.ranker.candidates import top_n
+
+
+def _full_sort(z: np.ndarray, k: int) -> np.ndarray:
+    """The selection ``nominate`` made before: torch's stable descending sort, first k."""
+    return torch.sort(torch.from_numpy(z), dim=1, descending=True, stable=True
+                      ).indices[:, :k].numpy()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_top_n_equals_the_stable_full_sort_with_many_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    b, n = int(rng.integers(1, 20)), int(rng.integers(50, 3000))
+    levels = int(rng.integers(1, 40))  # few distinct values: ties everywhere, at the cut too
+    z = rng.integers(-levels, levels + 1, size=(b, n)).astype(np.float32) / 4
+    z[rng.random((b, n)) < 0.3] = -1e9  # the value nominate gives seen items
+    z[rng.random((b, n)) < 0.05] = -0.0  # compares equal to 0.0
+    z[0] = 0.0  # a row that is all one value
+    for k in (1, 2, 7, 100, n // 5, n // 4, n // 2, n - 1, n, n + 5):
+        got = top_n(z, k)
+        np.testing.assert_array_equal(got, _full_sort(z, min(k, n)), err_msg=f"k={k}")
+        assert got.dtype == np.int64
+
+
+def test_top_n_on_continuous_scores_and_extremes() -> None:
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((16, 19757)).astype(np.float32)
+    z[:, :50] = np.finfo(np.float32).max  # what nan_to_num makes of +inf
+    z[3, 100:300] = z[3, 100]  # a long tie straddling the cut
+    for k in (100, 200):
+        np.testing.assert_array_equal(top_n(z, k), _full_sort(z, k))
+
+
+def test_top_n_empty() -> None:
+    assert top_n(np.zeros((0, 10), np.float32), 3).shape == (0, 3)
+    assert top_n(np.zeros((2, 10), np.float32), 0).shape == (2, 0)
+
+
+def _nominate_before(models, sizes, query, domain, seen):
+    """``nominate`` as it was before the selection and union were rewritten (full sorts,
+    dense rank maps): the reference the new one must equal exactly."""
+    b, n = seen.shape
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    all_scores, all_z, all_rank = [], [], []
+    fallback = None
+    for model, size in zip(models, sizes, strict=True):
+        s = model.score(query, domain).detach().to("cpu", torch.float32)
+        s = s.masked_fill(seen, float("nan"))
+        mean = torch.nanmean(s, dim=1, keepdim=True)
+        std = torch.sqrt(torch.nanmean((s - mean) ** 2, dim=1, keepdim=True)).clamp_min(1e-8)
+        z = ((s - mean) / std).nan_to_num(nan=-1e9)
+        k = min(size, n)
+        top = torch.sort(z, dim=1, descending=True, stable=True).indices[:, :k]
+        rank = torch.full((b, n), float("nan"))
+        rank.scatter_(1, top, torch.arange(1, k + 1, dtype=torch.float32).expand(b, k))
+        rank = rank.masked_fill(seen, float("nan"))
+        mask.scatter_(1, top, True)
+        all_scores.append(s)
+        all_z.append(z)
+        all_rank.append(rank)
+        if fallback is None:
+            fallback = z.masked_fill(seen, float("-inf"))
+    mask &= ~seen
+    rows, items = torch.nonzero(mask, as_tuple=True)
+    stack = lambda xs: torch.stack([x[rows, items] for x in xs]).numpy()  # noqa: E731
+    return rows.numpy().astype(np.int64), items.numpy().astype(np.int64), stack(all_scores), \
+        stack(all_z), stack(all_rank), fallback
+
+
+class _Fixed:
+    def __init__(self, scores: torch.Tensor) -> None:
+        self.scores = scores
+
+    def score(self, query, domain):  # noqa: ANN001, ANN201
+        return self.scores
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nominate_equals_the_full_sort_version(seed: int) -> None:
+    from crossrec.models.base import Query
+    from crossrec.models.ranker.candidates import nominate
+
+    rng = np.random.default_rng(seed)
+    b, n = int(rng.integers(1, 12)), int(rng.integers(30, 800))
+    seen = rng.random((b, n)) < rng.uniform(0, 0.5)
+    seen[0, :] = rng.random(n) < 0.97  # a user who has seen nearly everything
+    seen = torch.from_numpy(seen)
+    models, sizes = [], []
+    for kind in ("ties", "continuous", "constant", "counts"):
+        if kind == "ties":
+            s = rng.integers(0, 4, size=(b, n)).astype(np.float32)
+        elif kind == "continuous":
+            s = rng.standard_normal((b, n)).astype(np.float32)
+        elif kind == "constant":
+            s = np.ones((b, n), np.float32)
+        else:
+            s = np.tile(rng.poisson(0.3, n).astype(np.float32), (b, 1))
+        models.append(_Fixed(torch.from_numpy(s)))
+        sizes.append(int(rng.integers(1, n + 10)))
+    query = Query(torch.arange(b))
+    got = nominate(models, sizes, query, "d", seen)
+    rows, items, scores, z, ranks, fallback = _nominate_before(models, sizes, query, "d", seen)
+    np.testing.assert_array_equal(got.rows, rows)
+    np.testing.assert_array_equal(got.items, items)
+    for a, e in ((got.scores, scores), (got.zscores, z), (got.ranks, ranks)):
+        assert a.dtype == e.dtype and a.shape == e.shape
+        np.testing.assert_array_equal(a, e)  # NaN where NaN, bit for bit elsewhere
+    torch.testing.assert_close(got.fallback, fallback, rtol=0, atol=0)
