@@ -95,16 +95,18 @@ def cg_sweep(matrix: torch.Tensor, x: torch.Tensor, y: torch.Tensor, l2: float, 
     y_t = y.T  # a view: sampled_addmm reads columns of y_t, i.e. rows of y
     weights = alpha * matrix.values()
 
-    def apply(v: torch.Tensor) -> torch.Tensor:  # A v, row by row
+    ap = torch.empty_like(x)  # one [n, d] buffer for every A v (no large allocation a step)
+
+    def apply(v: torch.Tensor) -> torch.Tensor:  # A v, row by row, into ap
         dots = torch.sparse.sampled_addmm(matrix, v, y_t, beta=0.0).values()  # v_u·y_i
-        return (_with_values(matrix, dots.mul_(weights)) @ y).addmm_(v, gram)
+        return torch.mm(_with_values(matrix, dots.mul_(weights)), y, out=ap).addmm_(v, gram)
 
     r = (matrix @ y).mul_(1.0 + alpha).sub_(apply(x))  # b - A x
     p = r.clone()
     rs = torch.linalg.vecdot(r, r)
     tiny = torch.tensor(1e-20, dtype=x.dtype)
     for _ in range(cg_steps):
-        ap = apply(p)
+        apply(p)
         pap = torch.linalg.vecdot(p, ap)
         step = torch.where((rs > tiny) & (pap > 0), rs / pap.clamp_min(tiny), 0.0)[:, None]
         x.addcmul_(step, p)
