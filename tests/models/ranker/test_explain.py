@@ -76,3 +76,24 @@ def test_path_tables_are_built_once_per_ensemble(fitted) -> None:
 
     assert path_tables(model.booster) is path_tables(model.booster)
     assert len(path_tables(model.booster)) == 3
+
+
+def test_merged_trees_give_every_boosters_leaves_in_one_pass(fitted) -> None:
+    from crossrec.models.ranker.explain import merged_trees
+
+    model, x = fitted
+    boosters = model.booster.boosters
+    merged = merged_trees(boosters)
+    each = np.concatenate([b.predict(x, pred_leaf=True) for b in boosters], axis=1)
+    np.testing.assert_array_equal(merged.predict(x, pred_leaf=True), each)
+    assert merged_trees(boosters[:1]) is None
+    # the attributions do not depend on how the leaves were found
+    together = path_contributions(model.booster, x)  # builds and keeps the merged booster
+    saved = model.booster._merged_trees
+    assert saved is not None
+    try:
+        model.booster._merged_trees = None  # one pred_leaf call per booster
+        apart = path_contributions(model.booster, x)
+    finally:
+        model.booster._merged_trees = saved
+    np.testing.assert_array_equal(together, apart)
