@@ -65,9 +65,9 @@ def parse() -> argparse.Namespace:
 def variants(spec: dict) -> dict[str, dict]:
     """Variant label -> ranker table."""
     from crossrec.models.ranker.candidates import source_label
-    from crossrec.models.ranker.features import GROUPS, TEXT_GROUPS
+    from crossrec.models.ranker.features import DEFAULT_GROUPS, TEXT_GROUPS
 
-    groups = spec.get("features", list(GROUPS))
+    groups = spec.get("features", list(DEFAULT_GROUPS))
     out = {"full": spec}
     out["text off"] = {**spec, "features": [g for g in groups if g not in TEXT_GROUPS],
                       "candidates": [c for c in spec["candidates"]

@@ -199,3 +199,20 @@ def test_episode_folds_must_fit_in_the_pool() -> None:
 
     with pytest.raises(ValidationError, match="episode_folds"):
         Ranker({**FAST, "episode_folds": 4, "episode_ratio": 0.3})
+
+
+def test_text_tower_group_fits_scores_and_survives_restore(split) -> None:
+    from crossrec.models.ranker.features import DEFAULT_GROUPS
+
+    assert "text_tower" not in DEFAULT_GROUPS  # opt-in
+    spec = {**FAST, "features": [*DEFAULT_GROUPS, "text_tower"]}
+    model = Ranker(spec).fit(split.train, _options())
+    assert TARGET in model.features.state.towers
+    names = model.features.names(split.train)
+    users = torch.arange(12)
+    x = model._candidates(split.train, Query(users), TARGET)[1]
+    col = x[:, names.index("text_tower")]
+    assert np.isfinite(col).any() and np.nanmax(np.abs(col)) <= 1.0 + 1e-5
+    restored = Ranker(spec).restore(split.train, _options(), model.state())
+    torch.testing.assert_close(restored.score(Query(users), TARGET),
+                               model.score(Query(users), TARGET))

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from crossrec.models.ranker.candidates import source_label
 from crossrec.models.ranker.episodes import EpisodeKind
-from crossrec.models.ranker.features import GROUPS
+from crossrec.models.ranker.features import DEFAULT_GROUPS, GROUPS
 from crossrec.models.text import TextConfig
 
 DEFAULT_SOURCES = ({"name": "ease", "train_on": "all", "label": "ease(all)"},
@@ -23,7 +23,8 @@ class RankerConfig(TextConfig):
         candidates: source model tables (``name``, optional ``label``, ``n`` = nominations per
             user, the model's own settings).
         n_candidates: default ``n`` of a source.
-        features: feature groups used (``features.GROUPS``); drop one for an ablation.
+        features: feature groups used (``features.GROUPS``; default all but the opt-in
+            ``text_tower``); drop one for an ablation.
         episodes: how training labels are carved from the training split: ``cold_users``
             (cold-start / few-shot users), ``last_item`` (next-item), ``cold_items``.
         episode_ratio: share of eligible users (items) hidden per episode draw.
@@ -52,7 +53,7 @@ class RankerConfig(TextConfig):
     candidates: list[dict[str, Any]] = Field(
         default_factory=lambda: [dict(s) for s in DEFAULT_SOURCES])
     n_candidates: int = Field(200, ge=1)
-    features: tuple[str, ...] = GROUPS
+    features: tuple[str, ...] = DEFAULT_GROUPS
     episodes: EpisodeKind = "cold_users"
     episode_ratio: float = Field(0.3, gt=0.0, le=1.0)
     episode_folds: int = Field(1, ge=1, le=10)

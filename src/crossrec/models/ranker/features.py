@@ -18,11 +18,11 @@ Groups (``RankerConfig.features``):
 - ``text2cf``: the candidate's text mapped into collaborative (PureSVD) space
   (``crossrec.models.cross.text2cf``) dotted with the user's folded-in factor, and the plain
   PureSVD score (0 for an item without interactions).
-- ``text_tower``: a *learned* cross-domain text score from two towers trained contrastively on
-  training users with history inside and outside the ranked domain
-  (``crossrec.models.ranker.tower``): the cosine of the user tower's output for the user's
-  outside-domain profile to the item tower's output for the candidate, raw and standardised
-  over the user's candidates (NaN without outside history).
+- ``text_tower`` (opt-in, not in ``DEFAULT_GROUPS``): a *learned* cross-domain text score
+  from two towers trained contrastively on training users with history inside and outside
+  the ranked domain (``crossrec.models.ranker.tower``): the cosine of the user tower's
+  output for the user's outside-domain profile to the item tower's output for the
+  candidate, raw and standardised over the user's candidates (NaN without outside history).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from crossrec.models.ranker.candidates import Candidates
 
 GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "text_tower")
+DEFAULT_GROUPS = GROUPS[:-1]  # text_tower is opt-in: measured below its cost (RESULTS)
 TEXT_GROUPS = ("text", "text_map", "text2cf", "text_tower")
 
 
