@@ -17,7 +17,7 @@ from crossrec.serving.retrieval import RetrievalConfig, VectorIndex, quantize_li
 from crossrec.testing import make_two_domain
 from crossrec.testing.vectors import make_vectors
 
-FACTORISED = {"bpr", "cmf", "emcdr", "ptupcdr", "dann", "shared_bottom", "sasrec",
+FACTORISED = {"bpr", "als", "cmf", "emcdr", "ptupcdr", "dann", "shared_bottom", "sasrec",
               "text_zero_shot", "text_transfer", "hybrid", "distill", "text2cf"}
 
 
