@@ -1,4 +1,4 @@
-"""crossrec's ItemKNN, EASE and BPR beside implicit, LensKit, Cornac and RecBole: one training
+"""crossrec's ItemKNN, EASE, BPR and ALS beside implicit, LensKit, Cornac and RecBole: one training
 matrix, one masked full ranking, one metric code — and an external one to check it.
 
 Run: ``python benchmarks/peers.py [--datasets movielens,arts_office] [--only ease,implicit-bpr]
@@ -76,7 +76,7 @@ def contenders(threads: int) -> list[Contender]:
     t = threads
     knn = f"k={NEIGHBORS} cosine"
     bpr = f"d={FACTORS} {BPR_EPOCHS} ep 1 neg"
-    als = f"d={FACTORS} {ALS_EPOCHS} it reg=0.1 conf=1+40r"
+    als = f"d={FACTORS} {ALS_EPOCHS} it reg=0.1"
     return [
         Contender("crossrec", "crossrec", "itemknn", {}, knn + " shrink=0",
                   model={"name": "itemknn", "train_on": "all", "neighbors": NEIGHBORS,
@@ -97,9 +97,24 @@ def contenders(threads: int) -> list[Contender]:
                   f"λ={EASE_L2:g}", env="lenskit"),
         Contender("cornac", "cornac", "ease", {"lamb": EASE_L2, "posB": False, "verbose": False},
                   f"λ={EASE_L2:g} posB=False", env="cornac"),
-        Contender("crossrec", "crossrec", "bpr", {}, bpr + " Adam lr=5e-3 L2=1e-3",
+        Contender("crossrec", "crossrec", "bpr", {},
+                  bpr + " Adam lr=5e-3 L2=1e-3, same-domain negatives, init 0.1 (default)",
                   model={"name": "bpr", "train_on": "all", "embedding_size": FACTORS,
                          "epochs": BPR_EPOCHS}),
+        # Cornac's model and update: item bias, negatives uniform over every item, start
+        # uniform(-0.5, 0.5) / d (std 0.0045), per-pair SGD; Cornac's λ = 2 * weight_decay
+        Contender("crossrec(sgd)", "crossrec", "bpr", {},
+                  bpr + " SGD lr=0.01 L2=1e-3 +bias, all-item negatives, init 0.0045",
+                  model={"name": "bpr", "train_on": "all", "embedding_size": FACTORS,
+                         "epochs": BPR_EPOCHS, "optimizer": "sgd", "learning_rate": 0.01,
+                         "weight_decay": 5e-4, "init_std": 0.0045, "item_bias": True,
+                         "negatives": "catalogue"}),
+        # RecBole's: Adam, no L2, a small start (its xavier_normal: std 0.007 / 0.014)
+        Contender("crossrec(adam,recbole)", "crossrec", "bpr", {},
+                  bpr + " Adam lr=5e-3 L2=0, all-item negatives, init 0.01",
+                  model={"name": "bpr", "train_on": "all", "embedding_size": FACTORS,
+                         "epochs": BPR_EPOCHS, "weight_decay": 0.0, "init_std": 0.01,
+                         "negatives": "catalogue"}),
         Contender("implicit", "implicit", "bpr",
                   {"factors": FACTORS, "iterations": BPR_EPOCHS, "learning_rate": 0.01,
                    "regularization": 1e-3, "num_threads": t, "random_state": 0},
@@ -112,13 +127,21 @@ def contenders(threads: int) -> list[Contender]:
                   {"embedding_size": FACTORS, "epochs": BPR_EPOCHS, "learning_rate": 5e-3,
                    "train_batch_size": 4096, "weight_decay": 0.0},
                   bpr + " Adam lr=5e-3 L2=0", env="recbole"),
+        # confidence of an interaction: implicit alpha·r = 40, crossrec 1 + alpha·r = 40,
+        # LensKit 1 + weight·r = 41 (both crossrec and implicit start from the same draw)
+        Contender("crossrec", "crossrec", "als", {}, als + " conf=40 CG 3 steps",
+                  model={"name": "als", "train_on": "all", "embedding_size": FACTORS,
+                         "iterations": ALS_EPOCHS, "l2": 0.1, "alpha": 39.0}),
+        Contender("crossrec(defaults)", "crossrec", "als", {},
+                  f"d={FACTORS} {ALS_EPOCHS} it reg=100 conf=11 CG (default)",
+                  model={"name": "als", "train_on": "all"}),
         Contender("implicit", "implicit", "als",
                   {"factors": FACTORS, "iterations": ALS_EPOCHS, "regularization": 0.1,
-                   "alpha": 40.0, "num_threads": t, "random_state": 0}, als + " CG",
-                  env="implicit"),
+                   "alpha": 40.0, "num_threads": t, "random_state": 0},
+                  als + " conf=40 CG 3 steps", env="implicit"),
         Contender("lenskit", "lenskit", "als",
                   {"embedding_size": FACTORS, "epochs": ALS_EPOCHS, "regularization": 0.1,
-                   "weight": 40.0}, als, env="lenskit"),
+                   "weight": 40.0}, als + " conf=41 Cholesky", env="lenskit"),
         Contender("recbole_cdr", "recbole_cdr", "emcdr", {}, "package check only",
                   env="recbole_cdr"),
     ]
