@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import numpy as np
@@ -116,3 +117,50 @@ def test_concurrent_http_requests_get_the_answers_of_sequential_ones(bundle, tmp
         assert batcher.batches == 2 * len(users)
     else:  # the sequential half is one call each; the concurrent half shares calls
         assert batcher.batches < 2 * len(users)
+
+
+def test_when_busy_a_batch_waits_briefly_for_the_clients_just_answered():
+    """After a batch of several, the next one waits up to ``wait_s`` so that the requests of
+    the clients just answered join it (not "1, 15, 1, 15" with 16 closed-loop clients)."""
+    flaky, batcher = Flaky(), RecommendBatcher(wait_s=0.2, wait_share=1e9, busy_s=5.0)
+
+    async def run():
+        await asyncio.gather(*(batcher.recommend(flaky, u, "d", 5, True, 0) for u in "abc"))
+        first = asyncio.ensure_future(batcher.recommend(flaky, "x", "d", 5, True, 0))
+        await asyncio.sleep(0.02)  # a client answered above sends its next request
+        return await asyncio.gather(first, batcher.recommend(flaky, "y", "d", 5, True, 0))
+
+    assert asyncio.run(run()) == ["answer-x", "answer-y"]
+    assert flaky.calls == [["a", "b", "c"], ["x", "y"]]
+
+
+def test_a_lone_client_and_a_full_batch_never_wait():
+    flaky, batcher = Flaky(), RecommendBatcher(max_users=2, wait_s=30.0, wait_share=1e9,
+                                               busy_s=60.0)
+
+    async def run():
+        for u in "abc":  # batches of one: not busy, scored at once
+            assert await batcher.recommend(flaky, u, "d", 5, True, 0) == f"answer-{u}"
+        await asyncio.gather(*(batcher.recommend(flaky, u, "d", 5, True, 0) for u in "de"))
+        # busy now, but max_users requests are queued: no 30 s wait
+        await asyncio.wait_for(asyncio.gather(
+            *(batcher.recommend(flaky, u, "d", 5, True, 0) for u in "fg")), timeout=5)
+
+    asyncio.run(run())
+    assert flaky.calls == [["a"], ["b"], ["c"], ["d", "e"], ["f", "g"]]
+
+
+def test_the_wait_is_a_share_of_the_last_batchs_time():
+    batcher = RecommendBatcher(wait_s=0.003, wait_share=0.05)
+    slow = Flaky()
+    slow.recommend = lambda users, *a, **k: (time.sleep(0.02), [f"answer-{u}" for u in users])[1]
+
+    async def run():
+        await asyncio.gather(*(batcher.recommend(slow, u, "d", 5, True, 0) for u in "ab"))
+        assert 0.02 <= batcher._last_seconds < 1.0
+        task = asyncio.ensure_future(batcher.recommend(slow, "c", "d", 5, True, 0))
+        await asyncio.sleep(0)
+        assert batcher._timer is not None  # busy: waits min(3 ms, 5 % of >= 20 ms) = 1-3 ms
+        return await task
+
+    assert asyncio.run(run()) == "answer-c"
