@@ -207,39 +207,46 @@ class BPR(TorchRecommender):
         gradient of the loss of ``loss`` (the batch's sum, not its mean), scattered into the
         rows it touches. Returns the mean ranking loss."""
         wd, k = self.config.weight_decay, neg.shape[1]
+        lr, wd2 = learning_rate, 2 * self.config.weight_decay
         uw, iw = self.user_embedding.weight, self.item_embedding.weight
+        bw = self.item_bias.weight[:, 0] if self.item_bias is not None else None
         flat = neg.reshape(-1)
         u, p = uw.index_select(0, users), iw.index_select(0, pos)  # [b, d]
         n = iw.index_select(0, flat).view(len(neg), k, -1)  # [b, k, d]
-        x = (u * p).sum(1, keepdim=True) - torch.einsum("bd,bkd->bk", u, n)  # [b, k]
-        if self.item_bias is not None:
-            bw = self.item_bias.weight[:, 0]
+        if k == 1:  # the common case in as few passes over [b, d] as it takes
+            diff = p - n[:, 0]
+            x = (u * diff).sum(1, keepdim=True)  # [b, 1]
+        else:
+            x = (u * p).sum(1, keepdim=True) - torch.einsum("bd,bkd->bk", u, n)  # [b, k]
+        if bw is not None:
             bp, bn = bw.index_select(0, pos), bw.index_select(0, flat).view(len(neg), k)
             x += bp[:, None] - bn
         z = torch.sigmoid(-x).div_(k)  # [b, k]: -d loss / d x of each pair, mean over negatives
         zs = z.sum(1, keepdim=True)  # [b, 1]
-        step = -learning_rate
+        loss = float(F.softplus(-x).mean())
+        # user rows: grad = wd2 u - Σ_k z_k (p - n_k)
         if k == 1:
-            grad_u = (n[:, 0] - p).mul_(zs)
+            grad_u = diff.mul_(zs).neg_()
         else:
             grad_u = torch.einsum("bk,bkd->bd", z, n).sub_(zs * p)
         if wd:
-            grad_u.add_(u, alpha=2 * wd)
-        grad_p = (zs * u).neg_()
-        grad_n = z[:, :, None] * u[:, None, :]
-        if wd:
-            grad_p.add_(p, alpha=2 * wd)
-            grad_n.add_(n, alpha=2 * wd / k)
-        uw.index_add_(0, users, grad_u, alpha=step)
-        iw.index_add_(0, torch.cat([pos, flat]),
-                      torch.cat([grad_p, grad_n.view(-1, grad_n.shape[-1])]), alpha=step)
-        if self.item_bias is not None:
-            grad_bp, grad_bn = -zs[:, 0], z
+            grad_u.add_(u, alpha=wd2)
+        uw.index_add_(0, users, grad_u, alpha=-lr)
+        # item rows: grad_p = wd2 p - zs u, grad_n_k = wd2 / k n_k + z_k u
+        if k == 1:
+            zu = u.mul_(zs)  # u is not needed any more
+            iw.index_add_(0, pos, zu.sub(p, alpha=wd2) if wd else zu, alpha=lr)
+            iw.index_add_(0, flat, torch.add(zu, n[:, 0], alpha=wd2) if wd else zu, alpha=-lr)
+        else:
+            grad_n = z[:, :, None] * u[:, None, :]
             if wd:
-                grad_bp, grad_bn = grad_bp + 2 * wd * bp, grad_bn + 2 * wd / k * bn
-            bw.index_add_(0, torch.cat([pos, flat]), torch.cat([grad_bp, grad_bn.reshape(-1)]),
-                          alpha=step)
-        return float(F.softplus(-x).mean())
+                grad_n.add_(n, alpha=wd2 / k)
+            iw.index_add_(0, pos, (zs * u).sub_(p, alpha=wd2), alpha=lr)
+            iw.index_add_(0, flat, grad_n.view(-1, grad_n.shape[-1]), alpha=-lr)
+        if bw is not None:
+            bw.index_add_(0, pos, zs[:, 0] - wd2 * bp, alpha=lr)
+            bw.index_add_(0, flat, (z + wd2 / k * bn).reshape(-1), alpha=-lr)
+        return loss
 
     def batches(
         self, train: MultiDomainDataset, stage: Stage, rng: np.random.Generator
