@@ -2,7 +2,9 @@
 
 Run: ``python benchmarks/serve_load.py [--bundle DIR] [--modes exact,ann]
 [--concurrency 1,16,64] [--requests 2000] [--repeats 3] [--workers 1]
-[--server-args '--batch-users 1'] [--json out.json]``.
+[--server-args '--batch-users 1'] [--json out.json]``. ``--rankings out.json`` writes the
+in-process top 10 of 200 of the same users (alone and in batches of 16) instead: run it before
+and after a speed-up that must not move a ranking and compare the two files.
 
 Bundle: ``--bundle`` serves any bundle directory. Without it, the bpr(all) model of
 ``configs/arts_office_cold.toml`` (Arts->Office, seed 0: a factor model, so approximate
@@ -289,6 +291,19 @@ def in_process(bundle: Any, users: list[str], domain: str, repeats: int,
     return out
 
 
+def rankings(bundle: Any, users: list[str], domain: str, explain: int, n: int = 200) -> dict:
+    """The top 10 (item ids, scores, strategy) of the first ``n`` distinct users, each scored
+    alone and in batches of 16 (what the server's batcher does): run with the code before and
+    after a change that must not move a ranking, and compare the two files (``cmp``).
+    Explanations are asked for (the served path) but not written: they may change."""
+    distinct = list(dict.fromkeys(users))[:n]
+    row = lambda r: [r.user_id, r.item_ids, r.scores, r.strategy]  # noqa: E731
+    single = [row(bundle.recommend([u], domain, 10, explain=explain)[0]) for u in distinct]
+    batched = [row(r) for a in range(0, len(distinct), 16)
+               for r in bundle.recommend(distinct[a:a + 16], domain, 10, explain=explain)]
+    return {"users": len(distinct), "single": single, "batches_of_16": batched}
+
+
 def summarise(runs: list[dict]) -> dict[str, float]:
     out: dict[str, float] = {"errors": int(sum(r["errors"] for r in runs))}
     for k in ("qps", "p50_ms", "p99_ms", "cpu_ms", "client_cpu_ms", "loadavg"):
@@ -317,6 +332,9 @@ def main() -> None:
     ap.add_argument("--explain", action="store_true",
                     help='ask for explanations ("explain": true) in every request')
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--rankings", type=Path, help="write the in-process top 10 of 200 of the "
+                    "users (alone and in batches of 16) to this JSON and exit: compare the "
+                    "files written before and after a change")
     ap.add_argument("--client", type=Path, help=argparse.SUPPRESS)  # internal: load generator
     args = ap.parse_args()
     if args.client:
@@ -338,6 +356,12 @@ def main() -> None:
     users = [str(u) for u in rng.choice(bundle.train.users.ids, size=args.requests)]
     bodies = [json.dumps({"user_id": u, "k": 10, **({"explain": True} if args.explain else {})})
               for u in users]
+    if args.rankings:
+        out = rankings(bundle, users, domain, 3 if args.explain else 0)
+        args.rankings.parent.mkdir(parents=True, exist_ok=True)
+        args.rankings.write_text(json.dumps(out, indent=0) + "\n")
+        print(f"{args.rankings}: top 10 of {out['users']} users, alone and in batches of 16")
+        return
     result: dict[str, Any] = {}
     ann_extra = ["--retrieval", args.ann_retrieval] + (
         ["--vectors", args.ann_vectors] if args.ann_vectors else [])
