@@ -216,3 +216,6 @@ def test_text_tower_group_fits_scores_and_survives_restore(split) -> None:
     restored = Ranker(spec).restore(split.train, _options(), model.state())
     torch.testing.assert_close(restored.score(Query(users), TARGET),
                                model.score(Query(users), TARGET))
+    from crossrec.models.ranker.explain import _reason
+
+    assert "two-tower" in _reason(model, "text_tower:cz", 0, np.array([1]))

@@ -211,6 +211,8 @@ def _reason(model: Ranker, feature: str, item: int, history: np.ndarray) -> str:
             return f"similar title to '{_title(model, int(best))}' in {where}"
     if head == "text_map":
         return "learned cross-domain text match with your history in other domains"
+    if head == "text_tower":
+        return "learned (two-tower) text match with your history in other domains"
     if head == "text2cf":
         return "its title predicts people with your history choose it"
     return feature
