@@ -47,6 +47,19 @@ def test_default_is_the_idle_cpus_of_the_affinity_set(monkeypatch):
     assert threads.resolve() == 2
 
 
+def test_a_brief_load_is_measured_again_a_sustained_one_counts(monkeypatch):
+    monkeypatch.setattr(threads, "allowed_cpus", lambda: 2)
+    seen = iter([1.0, 0.05])  # a neighbour busy in the first window only
+    monkeypatch.setattr(threads, "busy_cpus", lambda window=0.0: next(seen))
+    assert threads.default_threads() == 2
+    seen = iter([1.0, 0.9])  # busy in both
+    monkeypatch.setattr(threads, "busy_cpus", lambda window=0.0: next(seen))
+    assert threads.default_threads() == 1
+    calls = []
+    monkeypatch.setattr(threads, "busy_cpus", lambda window=0.0: calls.append(1) or 0.0)
+    assert threads.default_threads() == 2 and len(calls) == 1  # idle: one window only
+
+
 def test_a_busy_machine_gets_one_thread_never_zero(monkeypatch):
     monkeypatch.setattr(threads, "allowed_cpus", lambda: 2)
     _machine(monkeypatch, 2, 2.0)

@@ -12,9 +12,10 @@ Why idle CPUs and not all of them: OpenMP threads wait for each other at every p
 and a thread whose core another process keeps busy makes all of them wait. On a busy two-core
 machine, torch's default of two threads made a BPR epoch 40x slower than one thread (8.8 s
 against 0.2 s, identical losses); on an idle machine the extra thread helps. Idleness is measured
-over a short window (``/proc/stat``, the CPUs of this process only), not with the one-minute load
-average, which lags a load that has just started or stopped. ``benchmarks/threads.py`` measures
-the default against one and two threads, on a quiet machine and under a competing load.
+over a short window (``/proc/stat``, the CPUs of this process only; a second window when the
+first finds a CPU taken, the quieter one counting), not with the one-minute load average,
+which lags a load that has just started or stopped. ``benchmarks/threads.py`` measures the
+default against one and two threads, on a quiet machine and under a competing load.
 
 Ray workers get one thread each (``worker_env``): a worker is one CPU of the cluster.
 
@@ -99,10 +100,19 @@ def busy_cpus(window: float = WINDOW_S) -> float:
 
 
 def default_threads() -> int:
-    """The automatic count: CPUs this process may use that are (mostly) idle, at least 1."""
+    """The automatic count: CPUs this process may use that are (mostly) idle, at least 1.
+
+    A window that finds a CPU taken is measured once more and the quieter of the two counts:
+    a sustained load shows in both, a brief one (a process exiting, a cron tick) in one only
+    (on an idle 2-core machine one window in nine picked 1 thread, benchmarks/RESULTS.md).
+    """
     n = allowed_cpus()
-    free = n - busy_cpus()
-    return max(1, min(n, int(free + (1 - IDLE_SHARE))))
+
+    def fits(busy: float) -> int:
+        return max(1, min(n, int(n - busy + (1 - IDLE_SHARE))))
+
+    k = fits(busy_cpus())
+    return k if k == n else max(k, fits(busy_cpus()))
 
 
 def _positive_int(value: str, name: str) -> int:
