@@ -28,7 +28,7 @@ import numpy as np
 from crossrec.atomic import atomic_directory
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import CrossrecError
-from crossrec.evidence import Evidence, explain_items
+from crossrec.evidence import Evidence, explain_batch
 from crossrec.models.base import FitOptions, Query, Recommender
 from crossrec.paths import file_sha256
 
@@ -375,15 +375,32 @@ class Bundle:
                                         items.tolist(), ignored_history=ignored[i],
                                         user_known=bool(idx[i] >= 0))
         if explain > 0:
+            because = explain_batch(full, evidence, [top_items[i] for i in range(n)],
+                                    self.train, explain)
             for i in range(n):
-                out[i].because = explain_items(full, evidence[i], top_items[i], self.train,
-                                               explain)
-                if out[i].strategy == "model" and hasattr(self.model, "signals"):
-                    q = Query(torch.as_tensor([idx[i]]), torch.as_tensor(evidence[i])[None]
-                              if len(extra[i]) else None)
-                    out[i].signals = self.model.signals(q, domain, top_items[i] - s.start,
-                                                        explain)
+                out[i].because = because[i]
+            asked = [i for i in range(n) if out[i].strategy == "model"]
+            if asked and hasattr(self.model, "signals"):
+                queries = [Query(torch.as_tensor([idx[i]]), torch.as_tensor(evidence[i])[None]
+                                 if len(extra[i]) else None) for i in asked]
+                found = self._signals(queries, domain, [top_items[i] - s.start for i in asked],
+                                      explain)
+                for i, sig in zip(asked, found, strict=True):
+                    out[i].signals = sig
         return out  # type: ignore[return-value]
+
+    def _signals(self, queries: list[Query], domain: str, items: list[np.ndarray],
+                 n: int) -> list[list[Any]]:
+        """``model.signals`` of each one-user query (``items``: local ``int64[K]`` each); the
+        ranker's in one pass over the batch (``explain.batch_signals``: the same signals)."""
+        from crossrec.models.ranker.model import Ranker
+
+        if isinstance(self.model, Ranker) and type(self.model).signals is Ranker.signals:
+            from crossrec.models.ranker.explain import batch_signals
+
+            return batch_signals(self.model, queries, domain, items, n)
+        return [self.model.signals(q, domain, it, n) for q, it in zip(queries, items,
+                                                                      strict=True)]
 
     def recommend_text(self, texts: Sequence[str], domain: str | None = None,
                        k: int = 10) -> list[Recommendation]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,16 @@ class Evidence:
     domain: str
     item_id: str
     weight: float
+
+
+def _binary_columns(matrix: Any, train: MultiDomainDataset) -> Any:
+    """``matrix`` as a binary CSC (cached on ``train`` per matrix object)."""
+    key = ("bundle_binary_csc", id(matrix))
+    if key not in train._cache:
+        binary = matrix.tocsc(copy=True)
+        binary.data[:] = 1.0
+        train._cache[key] = binary
+    return train._cache[key]
 
 
 def explain_items(matrix: Any, history: np.ndarray, items: np.ndarray,
@@ -39,24 +50,54 @@ def explain_items(matrix: Any, history: np.ndarray, items: np.ndarray,
     Returns:
         ``K`` lists of at most ``n`` Evidence, highest weight first.
     """
-    if len(history) == 0 or len(items) == 0:
-        return [[] for _ in items]
-    key = ("bundle_binary_csc", id(matrix))
-    if key not in train._cache:
-        binary = matrix.tocsc(copy=True)
-        binary.data[:] = 1.0
-        train._cache[key] = binary
-    cols = train._cache[key]
-    h, r = cols[:, history], cols[:, items]
-    co = (h.T @ r).toarray()  # [L, K]
+    return explain_batch(matrix, [history], [items], train, n)[0]
+
+
+def explain_batch(matrix: Any, histories: Sequence[np.ndarray], items: Sequence[np.ndarray],
+                  train: MultiDomainDataset, n: int) -> list[list[list[Evidence]]]:
+    """``explain_items`` of several users at once: one co-occurrence product over the union
+    of their history items and recommended items instead of one per user.
+
+    The weights are the same floats as the one-user call (the co-occurrence counts and column
+    sizes are integers, exact in any order; the cosine is the same float32 element-wise
+    arithmetic).
+
+    Args:
+        matrix: binary CSR ``[n_users, n_items]`` training interactions (all domains).
+        histories: per user, ``int64[L_b]`` global item indices of their evidence.
+        items: per user, ``int64[K_b]`` global item indices recommended.
+        train: the training dataset (ids and domains of items).
+        n: history items kept per recommended item (weight > 0 only).
+
+    Returns:
+        Per user, ``K_b`` lists of at most ``n`` Evidence, highest weight first.
+    """
+    if len(histories) != len(items):
+        raise ValueError(f"{len(histories)} histories for {len(items)} item lists")
+    histories = [np.asarray(h, dtype=np.int64).reshape(-1) for h in histories]
+    items = [np.asarray(r, dtype=np.int64).reshape(-1) for r in items]
+    live = [b for b in range(len(items)) if len(histories[b]) and len(items[b])]
+    out: list[list[list[Evidence]]] = [[[] for _ in r] for r in items]
+    if not live:
+        return out
+    cols = _binary_columns(matrix, train)
+    uh, pos_h = np.unique(np.concatenate([histories[b] for b in live]), return_inverse=True)
+    ur, pos_r = np.unique(np.concatenate([items[b] for b in live]), return_inverse=True)
+    h, r = cols[:, uh], cols[:, ur]
+    co = (h.T @ r).toarray()  # [H, R] co-occurrence counts of the union
     norm_h = np.sqrt(np.asarray(h.sum(axis=0)).ravel())
     norm_r = np.sqrt(np.asarray(r.sum(axis=0)).ravel())
-    sim = co / np.maximum(np.outer(norm_h, norm_r), 1e-12)
-    ids = train.item_ids(history)
-    domains = np.asarray(train.domains, dtype=object)[train.item_domain[history]]
-    out = []
-    for j in range(len(items)):
-        order = np.argsort(-sim[:, j], kind="stable")[:n]
-        out.append([Evidence(str(domains[o]), str(ids[o]), float(sim[o, j]))
-                    for o in order if sim[o, j] > 0])
+    ids = train.item_ids(uh)
+    domains = np.asarray(train.domains, dtype=object)[train.item_domain[uh]]
+    ends_h = np.cumsum([len(histories[b]) for b in live])
+    ends_r = np.cumsum([len(items[b]) for b in live])
+    for b, ph, pr in zip(live, np.split(pos_h, ends_h[:-1]), np.split(pos_r, ends_r[:-1]),
+                         strict=True):
+        sim = co[np.ix_(ph, pr)] / np.maximum(np.outer(norm_h[ph], norm_r[pr]), 1e-12)  # [L, K]
+        order = np.argsort(-sim, axis=0, kind="stable")[:n]  # [min(n, L), K]
+        top = np.take_along_axis(sim, order, axis=0)
+        for j in range(len(pr)):
+            out[b][j] = [Evidence(str(domains[ph[o]]), str(ids[ph[o]]), float(w))
+                         for o, w in zip(order[:, j].tolist(), top[:, j].tolist(), strict=True)
+                         if w > 0]
     return out

@@ -97,3 +97,33 @@ def test_merged_trees_give_every_boosters_leaves_in_one_pass(fitted) -> None:
     finally:
         model.booster._merged_trees = saved
     np.testing.assert_array_equal(together, apart)
+
+
+def test_path_contributions_of_a_row_do_not_depend_on_the_other_rows(fitted) -> None:
+    model, x = fitted
+    together = path_contributions(model.booster, x)
+    for a in range(0, len(x), 37):
+        np.testing.assert_array_equal(path_contributions(model.booster, x[a:a + 37]),
+                                      together[a:a + 37])
+    np.testing.assert_array_equal(path_contributions(model.booster, x[5:6]), together[5:6])
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_batch_signals_equal_one_call_per_user(fitted, exact) -> None:
+    from crossrec.models.ranker.explain import batch_signals
+
+    model, _ = fitted
+    users = torch.arange(6)
+    scores = model.score(Query(users), TARGET)  # leaves the batch for user_rows
+    tops = [torch.topk(scores[u], 6).indices.numpy() for u in range(len(users))]
+    tops[2] = np.concatenate([tops[2], [tops[2][0]]])  # a repeated item
+    queries = [Query(users[u:u + 1]) for u in range(len(users))]
+    # a user with a request history: its rows are computed, not read back
+    queries.append(Query(torch.tensor([-1]), torch.tensor([[0, 1, 2]])))
+    tops.append(np.arange(4))
+    got = batch_signals(model, queries, TARGET, tops, 3, exact=exact)
+    want = [signals(model, q, TARGET, t, 3, exact=exact) for q, t in zip(queries, tops,
+                                                                      strict=True)]
+    assert got == want  # same features, same float weights, same sentences
+    assert sum(len(s) for per_user in got for s in per_user) > 0
+    assert batch_signals(model, [], TARGET, [], 3) == []

@@ -26,13 +26,16 @@ match", ... Two ways to compute the contributions (averaged over the bagged boos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+
+from crossrec.models.base import Query
 
 if TYPE_CHECKING:
-    from crossrec.models.base import Query
     from crossrec.models.ranker.model import Ranker
 
 
@@ -233,31 +236,79 @@ def signals(model: Ranker, query: Query, domain: str, items: np.ndarray, n: int,
     Returns:
         ``K`` lists (empty for an item outside the candidate union).
     """
-    from crossrec.models.baselines.text_zero_shot import query_histories
+    return batch_signals(model, [query], domain, [items], n, exact=exact)[0]
 
+
+def batch_signals(model: Ranker, queries: Sequence[Query], domain: str,
+                  items: Sequence[np.ndarray], n: int, *, exact: bool = False
+                  ) -> list[list[list[Signal]]]:
+    """``signals`` of several one-user queries: one LightGBM pass (``pred_leaf``, or
+    ``pred_contrib`` when ``exact``) over the rows of every user instead of one per user.
+    A row's contributions do not depend on the other rows: the same floats as one call each.
+
+    Args:
+        model: a fitted ranker.
+        queries: one-user queries (``users`` ``[1]``, optional ``history`` ``[1, L]``).
+        domain: the ranked domain.
+        items: per query, ``int64 [K_b]`` local item indices (in ``domain``).
+        n: signals kept per item.
+        exact: exact TreeSHAP instead of path attribution (module doc).
+
+    Returns:
+        Per query, ``K_b`` lists (empty for an item outside the candidate union).
+    """
+    if len(queries) != len(items):
+        raise ValueError(f"{len(queries)} queries for {len(items)} item lists")
     train = model._check_fitted()
-    cand_items, x = model.user_rows(query, domain)
     names = model.features.names(train)
-    hist = query_histories(train, query, model.config.max_history)[0]
-    hist = hist[hist >= 0]
     start = train.domain_items(domain).start
-    rows = _positions(np.asarray(cand_items), np.asarray(items))
-    found = rows[rows >= 0]
-    if not len(found):
+    hists = _histories(model, queries)
+    xs, positions = [], []
+    for query, its in zip(queries, items, strict=True):
+        cand_items, x = model.user_rows(query, domain)
+        rows = _positions(np.asarray(cand_items), np.asarray(its, dtype=np.int64).reshape(-1))
+        positions.append(rows)
+        xs.append(x[rows[rows >= 0]])
+    x = np.concatenate(xs) if xs else np.zeros((0, len(names)), dtype=np.float32)
+    if not len(x):
         contrib = np.zeros((0, len(names)))
     elif exact:
-        contrib = model.booster.predict(x[found], pred_contrib=True)[:, :-1]
+        contrib = model.booster.predict(x, pred_contrib=True)[:, :-1]
     else:
-        contrib = path_contributions(model.booster, x[found])[:, :-1]
-    out: list[list[Signal]] = []
+        contrib = path_contributions(model.booster, x)[:, :-1]
+    # per row, the n largest contributions (stable: ties keep the feature order)
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :n]
+    top = np.take_along_axis(contrib, order, axis=1)
+    out: list[list[list[Signal]]] = []
     j = 0
-    for item, r in zip(items, rows, strict=True):
-        if r < 0:
-            out.append([])
-            continue
-        c = contrib[j]
-        j += 1
-        order = [f for f in np.argsort(-c, kind="stable")[:n] if c[f] > 0]
-        out.append([Signal(names[f], float(c[f]), _reason(model, names[f], int(item) + start,
-                                                           hist)) for f in order])
+    for its, rows, hist in zip(items, positions, hists, strict=True):
+        mine: list[list[Signal]] = []
+        for item, r in zip(np.asarray(its).reshape(-1).tolist(), rows.tolist(), strict=True):
+            if r < 0:
+                mine.append([])
+                continue
+            mine.append([Signal(names[f], w, _reason(model, names[f], item + start, hist))
+                         for f, w in zip(order[j].tolist(), top[j].tolist(), strict=True)
+                         if w > 0])
+            j += 1
+        out.append(mine)
     return out
+
+
+def _histories(model: Ranker, queries: Sequence[Query]) -> list[np.ndarray]:
+    """Per one-user query, ``int64 [L]`` its most recent global items (``max_history``), as
+    ``query_histories`` gives them; the training users of the batch in one call."""
+    from crossrec.models.baselines.text_zero_shot import query_histories
+
+    train, max_len = model.train_data, model.config.max_history
+    out: list[np.ndarray | None] = [None] * len(queries)
+    plain = [k for k, q in enumerate(queries) if q.history is None]
+    if plain:
+        users = torch.cat([queries[k].users.reshape(-1) for k in plain])
+        for k, h in zip(plain, query_histories(train, Query(users), max_len), strict=True):
+            out[k] = h[h >= 0]
+    for k, q in enumerate(queries):
+        if out[k] is None:
+            h = query_histories(train, q, max_len)[0]
+            out[k] = h[h >= 0]
+    return out  # type: ignore[return-value]
