@@ -71,3 +71,43 @@ def test_max_items_keeps_the_most_popular() -> None:
     assert torch.isfinite(scores).all()
     dropped = data.item_index("d", ["i2", "i3", "never"])
     assert (scores[:, dropped] < scores[:, model.items].min(dim=1, keepdim=True).values).all()
+
+
+def _former_score(model: EASE, query: Query, domain: str) -> torch.Tensor:
+    """The score path before the single-copy block: rows gathered, then columns."""
+    train = model.train_data
+    items = train.domain_items(domain)
+    catalogue = model.config.catalogue(train, model.options.target)
+    history = model.history_matrix(query, catalogue)[:, model.items]
+    h = torch.from_numpy(history.toarray())
+    local = model.items + catalogue.start - items.start
+    inside = (local >= 0) & (local < items.stop - items.start)
+    cols = torch.from_numpy(np.flatnonzero(inside))
+    rows = torch.from_numpy(np.unique(history.indices).astype(np.int64))
+    known = h.index_select(1, rows) @ model.weights.index_select(0, rows).index_select(1, cols)
+    out = torch.empty(h.shape[0], items.stop - items.start)
+    out[:] = known.min(dim=1, keepdim=True).values - 1.0
+    out[:, torch.from_numpy(local[inside])] = known
+    return out
+
+
+def test_one_copy_block_gives_the_former_floats() -> None:
+    from crossrec.testing.contract import SOURCE, TARGET
+    from crossrec.testing.synthetic import make_two_domain
+
+    data = make_two_domain()
+    model = EASE(train_on="all", max_items=150).fit(
+        data, FitOptions(target=TARGET, sources=(SOURCE,), progress=False))
+    queries = [Query(torch.arange(16)), Query(torch.arange(40, 41)),
+               Query(torch.tensor([-1, -1]), torch.tensor([[0, 5, 130], [-1, -1, 7]]))]
+    for query in queries:
+        for domain in (SOURCE, TARGET):
+            assert torch.equal(model.score(query, domain), _former_score(model, query, domain))
+    # items stored out of order (columns of a domain not one block): the gathered path
+    perm = np.random.default_rng(0).permutation(len(model.items))
+    shuffled = EASE(train_on="all", max_items=150).restore(
+        data, model.options, {"items": model.items[perm],
+                              "weights": model.weights.numpy()[np.ix_(perm, perm)]})
+    for domain in (SOURCE, TARGET):
+        np.testing.assert_allclose(shuffled.score(queries[0], domain),
+                                   model.score(queries[0], domain), rtol=1e-5, atol=1e-6)
