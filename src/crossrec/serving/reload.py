@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from crossrec.bundle import Bundle
+from crossrec.errors import CrossrecError
 from crossrec.serving.metrics import ServeMetrics
 from crossrec.serving.store import BundleSource, StoreError
 
@@ -57,6 +58,10 @@ class Served:
             train.user_items(d)
             bundle.popular(d)
         train.user_items(None)
+        try:  # and the model's own (e.g. the ranker's explanation tables): one request
+            log.info("warm-up request: %.3f s", bundle.warm_up())
+        except CrossrecError as e:  # the requests will say it themselves
+            log.warning("warm-up request failed: %s", e)
         return cls(bundle, frozenset(train.domains), titles)
 
 
