@@ -31,6 +31,12 @@ class TestTextZeroShot(RecommenderContract):
     transfers = True
 
 
+class TestTextZeroShotMax(RecommenderContract):
+    model_cls = TextZeroShot
+    fast_config = {**FAST, "pooling": "max", "popularity_from_text": True}
+    transfers = True
+
+
 def _options(split, **kw) -> FitOptions:
     return FitOptions(target="target", sources=("source",), progress=False, **kw)
 
@@ -61,6 +67,52 @@ def test_popularity_prior_is_standardised_per_domain() -> None:
         assert abs(block.mean()) < 1e-5 and abs(block.std() - 1) < 1e-4
     split = new_domain(make_two_domain(), "target")
     assert not log_popularity(split.train)[split.train.domain_items("target")].any()
+
+
+def test_max_pooling_is_the_largest_cosine_to_one_history_item() -> None:
+    split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
+    model = TextZeroShot(FAST, pooling="max", max_history=2, popularity_weight=0.0).fit(
+        split.train, _options(split))
+    t = split.train.domain_items("target")
+    a, b, c = 0, 1, t.start  # c is the oldest: beyond max_history = 2
+    got = model.score(Query(torch.tensor([-1, -1]), torch.tensor([[c, a, b], [-1, -1, -1]])),
+                      "target")
+    v = model.vectors
+    expected = torch.maximum(v[a] @ v[t].T, v[b] @ v[t].T)
+    torch.testing.assert_close(got[0], expected)
+    assert not got[1].any()  # an empty history scores 0
+    assert model.retrieval_items("target") is None
+    with pytest.raises(ValueError, match="pooling"):
+        TextZeroShot(FAST, pooling="max", profile={})
+
+
+def test_popularity_from_text_ranks_a_new_domain_by_items_like_the_popular_ones() -> None:
+    """Two words mark the items of both domains; source items with word "hit" sell, with
+    "miss" do not: a new target domain's "hit" items get the higher predicted popularity."""
+    import pandas as pd
+
+    from crossrec.data import DatasetBuilder
+
+    rows = [(f"u{u}", f"s{j}") for u in range(40) for j in range(10) if j < 5 or u % 10 == 0]
+    items = pd.DataFrame({"item_id": [f"s{j}" for j in range(10)],
+                          "title": [("hit " if j < 5 else "miss ") + f"thing {j}"
+                                    for j in range(10)]})
+    targets = pd.DataFrame({"item_id": [f"t{j}" for j in range(6)],
+                            "title": [("hit " if j % 2 else "miss ") + f"gadget {j}"
+                                      for j in range(6)]})
+    full = (DatasetBuilder("hits").add_interactions(
+        pd.DataFrame(rows, columns=["user_id", "item_id"]), domain="source")
+        .add_interactions(pd.DataFrame({"user_id": ["u0"], "item_id": ["t0"]}), domain="target")
+        .add_items(items, domain="source").add_items(targets, domain="target").build())
+    inter = full.interactions
+    data = full.with_interactions(inter[inter["domain"] == full.info.domain_index("source")])
+    model = TextZeroShot(FAST, popularity_from_text=True, popularity_l2=0.1,
+                         popularity_weight=1.0).fit(data, FitOptions(target="target",
+                                                                     progress=False))
+    pop = model.popularity[data.domain_items("target")].numpy()
+    hit = np.array([j % 2 == 1 for j in range(6)])
+    assert pop[hit].min() > pop[~hit].max()
+    assert not log_popularity(data)[data.domain_items("target")].any()  # without: all 0
 
 
 def test_prior_weight_is_chosen_on_validation() -> None:

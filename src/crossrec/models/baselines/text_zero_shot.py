@@ -7,6 +7,17 @@ plus ``w`` x the item's standardised log-popularity in training. ``w`` is the on
 on validation users, from a small grid. This is the answer for a brand-new target domain: it
 needs nothing but the target items' texts.
 
+With ``pooling = "max"`` (``"mean"`` by default) an item instead scores its largest cosine to any
+of the user's recent history items (item-to-item text nearest neighbours: "like something you
+bought"); the mean profile blurs a varied history into one direction. There is no two-tower
+view then (exact scoring only), and no profile fusion.
+
+With ``popularity_from_text`` (off by default), an item without training interactions (every
+item of a brand-new domain, a cold-start item) gets a log-popularity *predicted from its text*:
+a ridge regression from text vectors to ``log(1 + count)`` fitted on the items that have
+interactions, in any domain (a content-based popularity prior, the item-bias half of a
+text→collaborative map); counted and predicted values are then standardised per domain as usual.
+
 Optional user profiles (``profile``, off by default): a small instruct language model
 (``crossrec.encoders.profile``) writes a one-line interest profile of each *cold* user (training
 history in a source domain, none in the ranked target) from their source titles; the profile
@@ -18,11 +29,11 @@ vector.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import PAD, user_sequences
@@ -42,6 +53,11 @@ class TextZeroShotConfig(TextConfig):
         popularity_weight: weight ``w`` of the standardised log-popularity prior; None = chosen
             from ``popularity_grid`` on validation users (0 when fitting without validation).
         popularity_grid: candidate weights tried on validation.
+        pooling: "mean": the cosine to the recency-weighted mean history vector; "max": the
+            largest cosine to one of the ``max_history`` most recent history items.
+        popularity_from_text: items without training interactions get a log-popularity
+            predicted from their text vector (module docstring); False = they count 0.
+        popularity_l2: ridge penalty of that prediction.
         profile: settings of the language-model profiler; None (default) = no profiles.
         profile_weight: weight ``v`` of the profile vector in a profiled user's vector; None =
             chosen from ``profile_grid`` on validation users, after ``w`` (without validation:
@@ -53,6 +69,16 @@ class TextZeroShotConfig(TextConfig):
     max_history: int = Field(50, ge=1)
     popularity_weight: float | None = Field(None, ge=0.0)
     popularity_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+    pooling: Literal["mean", "max"] = "mean"
+    popularity_from_text: bool = False
+    popularity_l2: float = Field(30.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _max_has_no_profile(self) -> Self:
+        if self.pooling == "max" and self.profile is not None:
+            raise ValueError("profile fuses a profile vector into the mean history vector; "
+                             "it needs pooling = \"mean\"")
+        return self
     profile: ProfilerConfig | None = None
     profile_weight: float | None = Field(None, ge=0.0, le=1.0)
     profile_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.35, 0.5)
@@ -86,11 +112,23 @@ def query_histories(train: MultiDomainDataset, query: Query, max_len: int) -> np
     return out
 
 
-def log_popularity(train: MultiDomainDataset) -> np.ndarray:
+def log_popularity(train: MultiDomainDataset, vectors: np.ndarray | None = None,
+                   l2: float = 30.0) -> np.ndarray:
     """``float32 [n_items]`` log(1 + training count), standardised within each domain
-    (zero for a domain whose items all have the same count, e.g. none)."""
+    (zero for a domain whose items all have the same count, e.g. none).
+
+    With ``vectors`` (``[n_items, dim]`` text vectors), items without a count get the value a
+    ridge regression (penalty ``l2``) fitted on the counted items predicts from their vector.
+    """
     counts = np.bincount(train.interactions["item"].to_numpy(np.int64), minlength=train.n_items)
     out = np.log1p(counts).astype(np.float64)
+    warm = counts > 0
+    if vectors is not None and warm.any() and not warm.all():
+        from crossrec.models.cross.text2cf import apply_ridge, ridge
+
+        x = np.asarray(vectors, dtype=np.float32)
+        weights = ridge(x[warm], out[warm, None], l2)
+        out[~warm] = apply_ridge(x[~warm], weights)[:, 0]
     for d in train.domains:
         s = train.domain_items(d)
         block = out[s]
@@ -130,7 +168,10 @@ class TextZeroShot(Recommender):
         ``profile``, profile the cold users and choose ``v`` (``_fit_profiles``)."""
         vectors = self.config.item_vectors(train, progress=options.progress,
                                            target=options.target)
-        self._set(train, options, vectors.astype(np.float16), log_popularity(train))
+        c = self.config
+        popularity = log_popularity(train, vectors if c.popularity_from_text else None,
+                                    c.popularity_l2)
+        self._set(train, options, vectors.astype(np.float16), popularity)
         self.profile_weight, self.profile_users, self.profile_row = 0.0, None, None
         w = self.config.popularity_weight
         if w is None and options.validate is not None:
@@ -270,15 +311,38 @@ class TextZeroShot(Recommender):
         """``[B, n_items(domain)]`` cosine (+ ``w`` x popularity prior)."""
         train = self._check_fitted()
         items = train.domain_items(domain)  # DataError for an unknown domain
-        u = self.fused_user_vectors(query)
-        scores = u @ self.vectors[items].T
+        if self.config.pooling == "max":
+            scores = self.max_cosine(query, items)
+        else:
+            scores = self.fused_user_vectors(query) @ self.vectors[items].T
         if self.weight:
             scores = scores + self.weight * self.popularity[items]
         return scores
 
     @torch.no_grad()
-    def retrieval_items(self, domain: str) -> torch.Tensor:
-        """``[n_items(domain), dim + 1]`` text vectors, then ``w`` x popularity."""
+    def max_cosine(self, query: Query, items: slice) -> torch.Tensor:
+        """``[B, n]`` each item's largest cosine to one of the user's ``max_history`` most
+        recent history items (0 for an empty history)."""
+        train = self._check_fitted()
+        hist = torch.from_numpy(query_histories(train, query, self.config.max_history))
+        block = self.vectors[items]  # [n, dim]
+        out = torch.zeros((len(hist), block.shape[0]))
+        for a in range(0, len(hist), 256):  # the cosines of the chunk's distinct history items
+            h = hist[a:a + 256]
+            distinct, where = torch.unique(h.clamp(min=0), return_inverse=True)
+            sims = self.vectors[distinct] @ block.T  # [U, n]: unit vectors, dot = cosine
+            for r in range(len(h)):
+                rows = where[r][h[r] >= 0]
+                if len(rows):
+                    out[a + r] = sims.index_select(0, rows).amax(dim=0)
+        return out
+
+    @torch.no_grad()
+    def retrieval_items(self, domain: str) -> torch.Tensor | None:
+        """``[n_items(domain), dim + 1]`` text vectors, then ``w`` x popularity (None with
+        max pooling: not a dot product)."""
+        if self.config.pooling == "max":
+            return None
         items = self._check_fitted().domain_items(domain)  # DataError for an unknown domain
         return with_column(self.vectors[items], self.weight * self.popularity[items])
 
