@@ -55,3 +55,18 @@ def test_weights_are_cosines_of_user_sets() -> None:
     h = m.indices[m.indptr[u]:m.indptr[u + 1]].astype(np.int64)
     (ev,) = explain_batch(m, [h], [h[:1]], train, 1)
     assert ev[0][0].weight == 1.0  # an item against itself
+
+
+def test_model_signals_of_another_model_are_one_call_per_query() -> None:
+    from crossrec.evidence import model_signals
+
+    class Reasons:
+        calls = 0
+
+        def signals(self, query, domain, items, n):  # noqa: ANN001, ANN201
+            Reasons.calls += 1
+            return [[f"{domain}:{query}:{i}"] * n for i in items]
+
+    got = model_signals(Reasons(), ["q0", "q1"], "d", [np.arange(2), np.arange(1)], 2)
+    assert got == [[["d:q0:0"] * 2, ["d:q0:1"] * 2], [["d:q1:0"] * 2]]
+    assert Reasons.calls == 2

@@ -28,7 +28,7 @@ import numpy as np
 from crossrec.atomic import atomic_directory
 from crossrec.data.dataset import MultiDomainDataset
 from crossrec.errors import CrossrecError
-from crossrec.evidence import Evidence, explain_batch
+from crossrec.evidence import Evidence, explain_batch, model_signals
 from crossrec.models.base import FitOptions, Query, Recommender
 from crossrec.paths import file_sha256
 
@@ -383,24 +383,11 @@ class Bundle:
             if asked and hasattr(self.model, "signals"):
                 queries = [Query(torch.as_tensor([idx[i]]), torch.as_tensor(evidence[i])[None]
                                  if len(extra[i]) else None) for i in asked]
-                found = self._signals(queries, domain, [top_items[i] - s.start for i in asked],
-                                      explain)
+                found = model_signals(self.model, queries, domain,
+                                      [top_items[i] - s.start for i in asked], explain)
                 for i, sig in zip(asked, found, strict=True):
                     out[i].signals = sig
         return out  # type: ignore[return-value]
-
-    def _signals(self, queries: list[Query], domain: str, items: list[np.ndarray],
-                 n: int) -> list[list[Any]]:
-        """``model.signals`` of each one-user query (``items``: local ``int64[K]`` each); the
-        ranker's in one pass over the batch (``explain.batch_signals``: the same signals)."""
-        from crossrec.models.ranker.model import Ranker
-
-        if isinstance(self.model, Ranker) and type(self.model).signals is Ranker.signals:
-            from crossrec.models.ranker.explain import batch_signals
-
-            return batch_signals(self.model, queries, domain, items, n)
-        return [self.model.signals(q, domain, it, n) for q, it in zip(queries, items,
-                                                                      strict=True)]
 
     def warm_up(self, explain: int = 3) -> float:
         """Pay now the set-up the first requests would otherwise pay (~0.2 s of a first

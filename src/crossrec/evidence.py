@@ -1,5 +1,6 @@
-"""Model-agnostic evidence for a recommendation: the user's history items that co-occur with it
-("people who had h also had r"), computed on a bundle's training data only."""
+"""Evidence for a recommendation: model-agnostic, the user's history items that co-occur with it
+("people who had h also had r", computed on a bundle's training data only); and the model's own
+reasons (``signals``) for a batch of users."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from crossrec.data.dataset import MultiDomainDataset
+    from crossrec.models.base import Query, Recommender
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,17 @@ def explain_batch(matrix: Any, histories: Sequence[np.ndarray], items: Sequence[
                          for o, w in zip(order[:, j].tolist(), top[:, j].tolist(), strict=True)
                          if w > 0]
     return out
+
+
+def model_signals(model: Recommender, queries: Sequence[Query], domain: str,
+                  items: Sequence[np.ndarray], n: int) -> list[list[Any]]:
+    """``model.signals(query, domain, items, n)`` of each one-user query (``items``: local
+    ``int64[K_b]`` each); a ranker's in one LightGBM pass over the batch
+    (``ranker.explain.batch_signals``: the same signals)."""
+    from crossrec.models.ranker.model import Ranker
+
+    if isinstance(model, Ranker) and type(model).signals is Ranker.signals:
+        from crossrec.models.ranker.explain import batch_signals
+
+        return batch_signals(model, queries, domain, items, n)
+    return [model.signals(q, domain, it, n) for q, it in zip(queries, items, strict=True)]
