@@ -73,6 +73,68 @@ def test_max_items_keeps_the_most_popular() -> None:
     assert (scores[:, dropped] < scores[:, model.items].min(dim=1, keepdim=True).values).all()
 
 
+def _fitted(rows: list[tuple[str, str]], items: list[str], max_items: int = 20_000) -> "EASE":
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    data = (DatasetBuilder("sub").add_interactions(frame, domain="d")
+            .add_items(pd.DataFrame({"item_id": items}), domain="d").build())
+    return EASE(l2=3.0, max_items=max_items).fit(data, FitOptions(target="d", progress=False))
+
+
+def test_update_matches_a_fresh_inverse() -> None:
+    rng = np.random.default_rng(3)
+    x = (rng.random((60, 40)) < 0.2).astype(np.float64)
+    from crossrec.models.baselines.ease import _ease_inverse, ease_update
+
+    b, diag = (t.numpy() for t in _ease_inverse(sp.csr_matrix(x), l2=3.0))
+    y = x.copy()
+    y[:5, 20:] = 0.0  # five users lose part of their rows
+    y[7, 3] = 1.0 if y[7, 3] == 0 else y[7, 3]
+    changed = np.flatnonzero((x != y).any(axis=1))
+    got, got_diag = ease_update(torch.from_numpy(b), torch.from_numpy(diag),
+                                sp.csr_matrix(x[changed]), sp.csr_matrix(y[changed]))
+    np.testing.assert_allclose(got.numpy(), _closed_form(y, 3.0), atol=2e-5)
+    p = np.linalg.inv(y.T @ y + 3.0 * np.eye(40))
+    np.testing.assert_allclose(got_diag.numpy(), np.diag(p), rtol=1e-4)
+
+
+def test_fit_subset_equals_a_fresh_fit_on_the_subset() -> None:
+    rng = np.random.default_rng(4)
+    items = [f"i{j}" for j in range(100)]
+    rows = [(f"u{u}", items[j]) for u in range(150) for j in range(99) if rng.random() < 0.1]
+    rows.append(("u0", "i99"))
+    full = _fitted(rows, items)
+    # three users lose their rows in items i60.. (i99 then has no row at all)
+    sub_rows = [(u, i) for u, i in rows if not (u in ("u0", "u1", "u2") and int(i[1:]) >= 60)]
+    data = full.train_data
+    inter = data.interactions
+    users = data.users.raw(inter["user"].to_numpy())
+    items_of = data.item_ids(inter["item"].to_numpy())
+    gone = set(rows) - set(sub_rows)
+    lost = np.array([(u, i) in gone for u, i in zip(users, items_of, strict=True)])
+    sub = data.with_interactions(inter[~lost])
+    derived = full.fit_subset(sub, FitOptions(target="d", progress=False))
+    fresh = EASE(l2=3.0).fit(sub, FitOptions(target="d", progress=False))
+    assert derived is not None
+    np.testing.assert_array_equal(derived.items, fresh.items)
+    np.testing.assert_allclose(derived.weights.numpy(), fresh.weights.numpy(), atol=2e-5)
+    q = Query(torch.arange(sub.n_users))
+    np.testing.assert_allclose(derived.score(q, "d").numpy(), fresh.score(q, "d").numpy(),
+                               atol=1e-4)
+
+
+def test_fit_subset_declines_what_it_cannot_update() -> None:
+    rng = np.random.default_rng(5)
+    items = [f"i{j}" for j in range(12)]
+    rows = [(f"u{u}", items[j]) for u in range(30) for j in range(12) if rng.random() < 0.3]
+    full = _fitted(rows, items)
+    inter = full.train_data.interactions
+    # most users change: a fresh inverse is cheaper
+    assert full.fit_subset(full.train_data.with_interactions(inter.iloc[::2]),
+                           FitOptions(target="d", progress=False)) is None
+    restored = EASE(l2=3.0).restore(full.train_data, full.options, full.state())
+    assert restored.fit_subset(full.train_data, full.options) is None
+
+
 def _former_score(model: EASE, query: Query, domain: str) -> torch.Tensor:
     """The score path before the single-copy block: rows gathered, then columns."""
     train = model.train_data

@@ -149,6 +149,12 @@ class Recommender(ABC):
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         """Learn from the training interactions (never from valid/test truth)."""
 
+    def fit_subset(self, train: MultiDomainDataset, options: FitOptions) -> Self | None:
+        """This model's fit on ``train``, whose rows are a subset of this model's training
+        rows, derived from this fit when that is cheaper than a fresh one (EASE); None (the
+        default) = the caller fits afresh."""
+        return None
+
     @abstractmethod
     def score(self, query: Query, domain: str) -> torch.Tensor:
         """``[B, n_items(domain)]`` float32 scores, higher is better. No masking of seen items."""

@@ -39,9 +39,11 @@ def test_no_truth_reaches_episodes_or_their_sources(split, monkeypatch) -> None:
     seen: list = []
     real = ranker_model.fit_sources
 
-    def spy(specs, train, options, log=None):
+    def spy(specs, train, options, log=None, base=None):
         seen.append(train)
-        return real(specs, train, options, log)
+        models = real(specs, train, options, log, base=base)
+        assert all(m.train_data is train for m in models)  # an updated EASE included
+        return models
 
     episodes: list = []
     real_episodes = ranker_model.make_episodes
@@ -50,19 +52,34 @@ def test_no_truth_reaches_episodes_or_their_sources(split, monkeypatch) -> None:
         episodes.append(real_episodes(*args, **kwargs))
         return episodes[-1]
 
+    from crossrec.models.baselines.ease import EASE
+
+    updated: list = []
+    real_subset = EASE.fit_subset
+
+    def spy_subset(self, train, options):
+        updated.append(real_subset(self, train, options))
+        return updated[-1]
+
     monkeypatch.setattr(ranker_model, "fit_sources", spy)
     monkeypatch.setattr(ranker_model, "make_episodes", spy_episodes)
-    Ranker(FAST).fit(split.train, _options())
+    monkeypatch.setattr(EASE, "fit_subset", spy_subset)
+    # with an EASE source, whose episode fit is an update of its full fit (the hidden rows
+    # taken out of its inverse; tests/models/test_ease.py checks it equals a fresh fit)
+    Ranker({**FAST, "episode_ratio": 0.1, "update_sources": True, "candidates": [
+        *FAST["candidates"], {"name": "ease", "train_on": "all", "n": 30}]}).fit(
+        split.train, _options())
+    assert len(updated) == 1 and updated[0] is not None and updated[0].train_data is not None
     key = lambda f: set(zip(f["user"].tolist(), f["item"].tolist(), strict=True))  # noqa: E731
     truth = key(split.valid) | key(split.test)
     train = key(split.train.interactions)
     (ep,) = episodes
     labels = key(ep.labels)
     assert labels and labels <= train and not labels & truth
-    assert len(seen) == 2 and seen[0] is ep.train and seen[1] is split.train
+    assert len(seen) == 2 and seen[0] is split.train and seen[1] is ep.train  # full first
     for data in seen:
         assert not key(data.interactions) & truth
-    assert not key(seen[0].interactions) & labels
+    assert not key(seen[1].interactions) & labels
 
 
 def test_text_alone_separates_the_right_items(split) -> None:

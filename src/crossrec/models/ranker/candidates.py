@@ -62,8 +62,12 @@ def reuse(key: tuple, make: Any) -> Any:
 
 
 def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options: FitOptions,
-                log: Any = None) -> list[Recommender]:
-    """Fit every source on ``train`` (no validation hook: sources see no valid users)."""
+                log: Any = None, base: list[Recommender] | None = None) -> list[Recommender]:
+    """Fit every source on ``train`` (no validation hook: sources see no valid users).
+
+    ``base``: the same sources fitted on a superset of ``train``'s rows (the ranker's episodes
+    are the training split less some rows); a source whose ``fit_subset`` can derive the fit
+    from its base (EASE: a low-rank update of its inverse) does, the others fit afresh."""
     import time
     from dataclasses import replace
 
@@ -76,6 +80,10 @@ def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options:
                options.sources, options.seed)
         model = _SHARED.get(key) if _SHARED is not None else None
         reused = model is not None
+        derived = False
+        if model is None and base is not None:
+            model = base[len(models)].fit_subset(train, opts)
+            derived = model is not None
         if model is None:
             model = build_source(spec).fit(train, opts)
             if _SHARED is not None and model.deterministic:
@@ -83,8 +91,8 @@ def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options:
         models.append(model)
         if log is not None:
             log(f"ranker: source {source_label(spec)} "
-                + ("reused" if reused else f"fitted on {len(train.interactions):,} rows in "
-                   f"{time.perf_counter() - start:.1f}s"))
+                + ("reused" if reused else f"{'updated to' if derived else 'fitted on'} "
+                   f"{len(train.interactions):,} rows in {time.perf_counter() - start:.1f}s"))
     return models
 
 

@@ -28,6 +28,10 @@ class RankerConfig(TextConfig):
         episodes: how training labels are carved from the training split: ``cold_users``
             (cold-start / few-shot users), ``last_item`` (next-item), ``cold_items``.
         episode_ratio: share of eligible users (items) hidden per episode draw.
+        update_sources: fit the sources on the whole training split first and fit an episode
+            source by updating that fit where the source can (``Recommender.fit_subset``;
+            EASE: a low-rank update of its inverse, over the full fit's items, instead of a
+            new inverse); False = every episode source fitted afresh.
         episode_folds: episode draws on disjoint users (items), each with its own candidate
             models; their rows are pooled (``episode_folds x episode_ratio`` must be <= 1).
         max_episode_users: cap on labelled users.
@@ -57,6 +61,7 @@ class RankerConfig(TextConfig):
     episodes: EpisodeKind = "cold_users"
     episode_ratio: float = Field(0.3, gt=0.0, le=1.0)
     episode_folds: int = Field(1, ge=1, le=10)
+    update_sources: bool = False
     max_episode_users: int = Field(3000, ge=10)
     n_shots: int = Field(0, ge=0)
     negatives: int = Field(300, ge=1)

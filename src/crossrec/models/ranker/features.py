@@ -148,9 +148,16 @@ class FeatureBuilder:
 
     def fit(self, train: MultiDomainDataset, vectors: np.ndarray | None, *, l2: float = 10.0,
             factors: int = 64, seed: int = 0) -> None:
-        """Learn the text maps, densities and CF factors on ``train`` (training rows only)."""
+        """Learn the text maps, densities and CF factors on ``train`` (training rows only).
+
+        The densities depend on the item vectors alone: a refit with the same vectors (the
+        ranker's episode fit, then its fit on the whole split) keeps them."""
         st = FeatureState(vectors=vectors)
-        if "text" in self.groups:
+        prev = self.state
+        if ("text" in self.groups and prev.density is not None and prev.vectors is not None
+                and len(prev.density) == train.n_items and np.array_equal(prev.vectors, vectors)):
+            st.density = prev.density
+        elif "text" in self.groups:
             st.density = np.zeros(train.n_items, dtype=np.float32)
             for d in train.domains:
                 s = train.domain_items(d)

@@ -79,6 +79,9 @@ class Ranker(Recommender):
         self._last = None
         start = time.perf_counter()
         parts, hits = [], [0, 0]
+        # with update_sources, the sources that score (on the whole training split) are
+        # fitted first, and a source that can (EASE) updates that fit to the episode rows
+        full = fit_sources(c.candidates, train, options, self._log) if c.update_sources else None
         for fold in range(c.episode_folds):
             ep = reuse(("episodes", id(train), c.episodes, options.target, c.episode_ratio,
                         c.max_episode_users, c.n_shots, options.seed, fold),
@@ -88,7 +91,7 @@ class Ranker(Recommender):
                            seed=options.seed, fold=f))
             self._log(f"ranker: {c.episodes} episodes (fold {fold + 1}/{c.episode_folds}): "
                       f"{len(ep.labels):,} hidden rows of {ep.labels['user'].nunique():,} users")
-            self.sources = fit_sources(c.candidates, ep.train, options, self._log)
+            self.sources = fit_sources(c.candidates, ep.train, options, self._log, base=full)
             self.features.fit(ep.train, self._vectors(ep.train, options), l2=c.l2,
                               factors=c.factors, seed=options.seed)
             parts.append(self._episode_rows(ep, options.seed + fold, hits))
@@ -97,8 +100,8 @@ class Ranker(Recommender):
         self.report["episode_users"] = len(groups)
         self._train_booster(x, y, groups, users, options.seed)
         self.report["episode_seconds"] = time.perf_counter() - start
-        # the sources and feature maps that score: refitted on the whole training split
-        self.sources = fit_sources(c.candidates, train, options, self._log)
+        # the sources and feature maps that score: on the whole training split
+        self.sources = full or fit_sources(c.candidates, train, options, self._log)
         self.features.fit(train, self._vectors(train, options), l2=c.l2, factors=c.factors,
                           seed=options.seed)
         self._choose_source_weight(options)
