@@ -112,3 +112,29 @@ def test_nominate_equals_the_full_sort_version(seed: int) -> None:
         assert a.dtype == e.dtype and a.shape == e.shape
         np.testing.assert_array_equal(a, e)  # NaN where NaN, bit for bit elsewhere
     torch.testing.assert_close(got.fallback, fallback, rtol=0, atol=0)
+
+
+def test_shared_sources_keep_derived_and_fresh_fits_apart() -> None:
+    """Inside one ablation block, a source derived from a base (EASE's low-rank update) and a
+    fresh fit of the same spec on the same rows are different models, each reused by its kind."""
+    import pandas as pd
+
+    from crossrec.data import DatasetBuilder
+    from crossrec.models.base import FitOptions
+    from crossrec.models.ranker.candidates import fit_sources, shared_sources
+
+    rng = np.random.default_rng(5)
+    rows = [(f"u{u}", f"i{j}") for u in range(80) for j in range(40) if rng.random() < 0.15]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    full = DatasetBuilder("s").add_interactions(frame, domain="d").build()
+    inter = full.interactions
+    sub = full.with_interactions(inter[inter["user"] >= 3])  # three users lose every row
+    opts = FitOptions(target="d", progress=False)
+    specs = [{"name": "ease", "l2": 3.0, "n": 10}]
+    with shared_sources():
+        base = fit_sources(specs, full, opts)
+        fresh = fit_sources(specs, sub, opts)
+        derived = fit_sources(specs, sub, opts, base=base)
+        assert derived[0] is not fresh[0]
+        assert fit_sources(specs, sub, opts, base=base)[0] is derived[0]
+        assert fit_sources(specs, sub, opts)[0] is fresh[0]

@@ -61,6 +61,15 @@ def reuse(key: tuple, make: Any) -> Any:
     return _SHARED[key]
 
 
+def _lookup(key: tuple) -> Any:
+    return _SHARED.get(key) if _SHARED is not None else None
+
+
+def _store(key: tuple, model: Recommender) -> None:
+    if _SHARED is not None and model.deterministic:
+        _SHARED[key] = model
+
+
 def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options: FitOptions,
                 log: Any = None, base: list[Recommender] | None = None) -> list[Recommender]:
     """Fit every source on ``train`` (no validation hook: sources see no valid users).
@@ -78,16 +87,24 @@ def fit_sources(specs: list[dict[str, Any]], train: MultiDomainDataset, options:
         fit_spec = {k: v for k, v in spec.items() if k not in ("n", "label")}
         key = (id(train), json.dumps(fit_spec, sort_keys=True, default=str), options.target,
                options.sources, options.seed)
-        model = _SHARED.get(key) if _SHARED is not None else None
-        reused = model is not None
-        derived = False
-        if model is None and base is not None:
-            model = base[len(models)].fit_subset(train, opts)
+        # a fit derived from a base is kept apart from a fresh fit of the same spec: the two
+        # agree only up to rounding, and an ablation comparing them must not share one
+        model, derived = None, False
+        if base is not None:
+            model = _lookup(key + ("derived",))
             derived = model is not None
+            reused = derived
+            if model is None:
+                model = base[len(models)].fit_subset(train, opts)
+                derived = model is not None
+                if derived:
+                    _store(key + ("derived",), model)
         if model is None:
-            model = build_source(spec).fit(train, opts)
-            if _SHARED is not None and model.deterministic:
-                _SHARED[key] = model
+            model = _lookup(key)
+            reused = model is not None
+            if model is None:
+                model = build_source(spec).fit(train, opts)
+                _store(key, model)
         models.append(model)
         if log is not None:
             log(f"ranker: source {source_label(spec)} "
