@@ -218,7 +218,23 @@ def _reason(model: Ranker, feature: str, item: int, history: np.ndarray) -> str:
         return "learned (two-tower) text match with your history in other domains"
     if head == "text2cf":
         return "its title predicts people with your history choose it"
+    if head == "meta":
+        return _meta_reason(model, tail, item, history)
     return feature
+
+
+def _meta_reason(model: Ranker, tail: str, item: int, history: np.ndarray) -> str:
+    """The history item whose category words are closest to ``item``'s, named."""
+    train, meta = model.train_data, model.features.state.meta
+    if tail == "brand":
+        return "a brand you have chosen before"
+    domain = tail.partition(":")[0]
+    pool = history[train.item_domain[history] == train.info.domain_index(domain)] if len(
+        history) and domain in train.domains else history[:0]
+    if meta is None or not len(pool):
+        return "its categories match your history"
+    best = pool[int(np.argmax((meta.tokens[pool] @ meta.tokens[item].T).toarray().ravel()))]
+    return f"same categories as '{_title(model, int(best))}' in {domain}"
 
 
 def signals(model: Ranker, query: Query, domain: str, items: np.ndarray, n: int, *,

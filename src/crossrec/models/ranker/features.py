@@ -23,6 +23,10 @@ Groups (``RankerConfig.features``):
   the ranked domain (``crossrec.models.ranker.tower``): the cosine of the user tower's
   output for the user's outside-domain profile to the item tower's output for the
   candidate, raw and standardised over the user's candidates (NaN without outside history).
+- ``meta`` (opt-in): category words and brand where the items have them
+  (``crossrec.models.ranker.metadata``): per history domain, the candidate's largest TF-IDF
+  cosine to one history item and its cosine to the history profile; the share of the user's
+  history items of the candidate's brand. No columns when the data has no such attributes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 
 from crossrec.data.sequence import PAD
 from crossrec.models.cross.text2cf import apply_ridge, cf_item_factors, ridge
+from crossrec.models.ranker.metadata import ItemMeta, item_meta, meta_features, meta_names
 from crossrec.models.ranker.tower import Towers, fit_towers
 
 if TYPE_CHECKING:
@@ -43,8 +48,9 @@ if TYPE_CHECKING:
     from crossrec.data.dataset import MultiDomainDataset
     from crossrec.models.ranker.candidates import Candidates
 
-GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "text_tower")
-DEFAULT_GROUPS = GROUPS[:-1]  # text_tower is opt-in: measured below its cost (RESULTS)
+GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "meta", "text_tower")
+# opt-in: text_tower (measured below its cost) and meta (RESULTS)
+DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in ("meta", "text_tower"))
 TEXT_GROUPS = ("text", "text_map", "text2cf", "text_tower")
 
 
@@ -99,6 +105,7 @@ class FeatureState:
     towers: dict[str, Towers] = field(default_factory=dict)  # ranked domain -> two towers
     tower_items: dict[str, np.ndarray] = field(default_factory=dict)  # cache: [n_d, k]
     cf_mapped: np.ndarray | None = None  # cache: [n_items, k] text mapped by cf_map
+    meta: ItemMeta | None = None  # category/brand tokens (group "meta")
 
     def mapped_items(self) -> np.ndarray:
         """``float32 [n_items, k]`` every item's text mapped into CF space by ``cf_map``
@@ -154,6 +161,9 @@ class FeatureBuilder:
         ranker's episode fit, then its fit on the whole split) keeps them."""
         st = FeatureState(vectors=vectors)
         prev = self.state
+        if "meta" in self.groups:  # from the catalogue alone: an episode fit's is reused
+            same = prev.meta is not None and prev.meta.tokens.shape[0] == train.n_items
+            st.meta = prev.meta if same else item_meta(train)
         if ("text" in self.groups and prev.density is not None and prev.vectors is not None
                 and len(prev.density) == train.n_items and np.array_equal(prev.vectors, vectors)):
             st.density = prev.density
@@ -212,6 +222,8 @@ class FeatureBuilder:
             out += ["text2cf:mapped", "text2cf:svd"]
         if "text_tower" in self.groups:
             out += ["text_tower", "text_tower:cz"]
+        if "meta" in self.groups:
+            out += meta_names(train.domains, self.state.meta)
         return out
 
     # --------------------------------------------------------------- features
@@ -270,6 +282,12 @@ class FeatureBuilder:
                                              np.full(len(rows), di, np.float32)]
         if self.uses_text:
             cols += self._text(train, di, gitems, rows, hist, history)
+        if "meta" in self.groups and self.state.meta is not None:
+            valid = hist != PAD
+            dom = np.where(valid, train.item_domain[np.maximum(hist, 0)], -1)
+            starts = np.searchsorted(rows, np.arange(hist.shape[0] + 1))
+            cols += meta_features(self.state.meta, gitems, starts, hist, dom,
+                                  len(train.domains), self.decay)
         out = np.empty((len(rows), len(cols)), dtype=np.float32)
         for j, col in enumerate(cols):
             out[:, j] = col  # float64 columns rounded to float32 as astype does

@@ -41,7 +41,8 @@ class Ranker(Recommender):
 
     State: each source's state under ``source{j}.``, the LightGBM model text (``booster``,
     ``uint8``), the feature state (``text.vectors`` float32 with float16 values,
-    ``text.density``, ``text_map.<domain>``, ``cf``, ``cf_map``, ``tower.<weight>.<domain>``).
+    ``text.density``, ``text_map.<domain>``, ``cf``, ``cf_map``, ``tower.<weight>.<domain>``,
+    ``meta.*``: the category/brand token matrix as CSR arrays).
     """
 
     Config = RankerConfig
@@ -298,6 +299,8 @@ class Ranker(Recommender):
             out["cf"], out["cf_map"] = st.cf, st.cf_map
         for d, towers in st.towers.items():
             out.update({f"tower.{k}.{d}": w for k, w in towers.weights.items()})
+        if st.meta is not None:
+            out.update(st.meta.state())
         return out
 
     def restore(self, train: MultiDomainDataset, options: FitOptions,
@@ -305,6 +308,7 @@ class Ranker(Recommender):
         from crossrec.models.ranker.candidates import build_source
         from crossrec.models.ranker.features import FeatureState
         from crossrec.models.ranker.learn import Ensemble
+        from crossrec.models.ranker.metadata import ItemMeta
         from crossrec.models.ranker.tower import read_towers
 
         self.train_data, self.options = train, options
@@ -315,13 +319,6 @@ class Ranker(Recommender):
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             self.sources.append(build_source(spec).restore(train, options, sub))
         self.booster = Ensemble.from_string(bytes(np.asarray(state["booster"])).decode())
-        expected = len(self.features.names(train))
-        if self.booster.num_feature() != expected:
-            from crossrec.errors import DataError
-
-            raise DataError(f"ranker state: its LightGBM model reads {self.booster.num_feature()} "
-                            f"features, this crossrec builds {expected} for these feature groups "
-                            "(saved by another crossrec version?); retrain it")
         self.source_weight = float(np.asarray(state["source_weight"])[0])
         st = FeatureState()
         if "text.vectors" in state:
@@ -333,6 +330,14 @@ class Ranker(Recommender):
         if "cf" in state:
             st.cf, st.cf_map = np.asarray(state["cf"]), np.asarray(state["cf_map"])
         st.towers = read_towers(state)
+        st.meta = ItemMeta.from_state(state)
         self.features.state = st
+        expected = len(self.features.names(train))  # the meta columns depend on the state
+        if self.booster.num_feature() != expected:
+            from crossrec.errors import DataError
+
+            raise DataError(f"ranker state: its LightGBM model reads {self.booster.num_feature()} "
+                            f"features, this crossrec builds {expected} for these feature groups "
+                            "(saved by another crossrec version?); retrain it")
         return self
 
