@@ -161,9 +161,8 @@ class FeatureBuilder:
         ranker's episode fit, then its fit on the whole split) keeps them."""
         st = FeatureState(vectors=vectors)
         prev = self.state
-        if "meta" in self.groups:  # from the catalogue alone: an episode fit's is reused
-            same = prev.meta is not None and prev.meta.tokens.shape[0] == train.n_items
-            st.meta = prev.meta if same else item_meta(train)
+        if "meta" in self.groups:  # from the catalogue alone (0.2 s for 38k items)
+            st.meta = item_meta(train)
         if ("text" in self.groups and prev.density is not None and prev.vectors is not None
                 and len(prev.density) == train.n_items and np.array_equal(prev.vectors, vectors)):
             st.density = prev.density
