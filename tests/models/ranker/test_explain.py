@@ -127,3 +127,24 @@ def test_batch_signals_equal_one_call_per_user(fitted, exact) -> None:
     assert got == want  # same features, same float weights, same sentences
     assert sum(len(s) for per_user in got for s in per_user) > 0
     assert batch_signals(model, [], TARGET, [], 3) == []
+
+
+def test_a_text_source_is_explained_by_the_closest_history_title() -> None:
+    from crossrec.models.ranker.explain import _reason
+
+    split = cold_start_users(make_two_domain(), SOURCE, TARGET, 0.3, seed=0)
+    options = FitOptions(target=TARGET, sources=(SOURCE,), seed=0, progress=False)
+    spec = {**FAST, "n_boosters": 1, "candidates": [
+        {"name": "pop", "n": 30},
+        {"name": "text_zero_shot", "label": "titles", "popularity_weight": 0.0, "n": 30}]}
+    model = Ranker(spec).fit(split.train, options)
+    train = split.train
+    history = np.flatnonzero(train.interactions["user"].to_numpy() == 0)
+    history = train.interactions["item"].to_numpy()[history]
+    item = int(train.domain_items(TARGET).start)
+    vectors = model.features.state.vectors
+    closest = history[int(np.argmax(vectors[history] @ vectors[item]))]
+    said = _reason(model, "titles:rank", item, history)
+    assert said.startswith("similar title to '") and train.domains[
+        train.item_domain[closest]] in said
+    assert _reason(model, "pop:rank", item, history) == "ranked high by pop"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -41,6 +41,9 @@ class RankerConfig(TextConfig):
         early_stopping_share: share of episode users held out for LightGBM's early stopping.
         n_boosters: boosters bagged (each on its own held-out users, 80 % row and feature
             subsamples and seed) and averaged; 1 = one booster on every row and feature.
+        objective: LightGBM's ranking objective: ``lambdarank`` (LambdaMART, NDCG-weighted
+            pair swaps) or ``rank_xendcg`` (a listwise cross-entropy surrogate of NDCG; no
+            truncation level, faster per tree).
         n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
             LightGBM settings.
         threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
@@ -67,6 +70,7 @@ class RankerConfig(TextConfig):
     negatives: int = Field(300, ge=1)
     early_stopping_share: float = Field(0.2, gt=0.0, lt=1.0)
     n_boosters: int = Field(1, ge=1, le=32)
+    objective: Literal["lambdarank", "rank_xendcg"] = "lambdarank"
     n_estimators: int = Field(400, ge=1)
     learning_rate: float = Field(0.05, gt=0.0)
     num_leaves: int = Field(31, ge=2)

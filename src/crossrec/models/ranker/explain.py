@@ -189,12 +189,19 @@ def _title(model: Ranker, item: int) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+TEXT_SOURCES = frozenset({"text_zero_shot", "text_transfer", "hybrid", "distill"})
+"""Source models that nominate by title similarity: explained by the closest history title."""
+
+
 def _reason(model: Ranker, feature: str, item: int, history: np.ndarray) -> str:
     """A sentence for ``feature`` of global item ``item`` given the user's ``history``."""
     train = model.train_data
     head, _, tail = feature.partition(":")
     if head in model.source_names:
-        return f"ranked high by {head}"
+        spec = model.config.candidates[model.source_names.index(head)]
+        if spec["name"] not in TEXT_SOURCES or model.features.state.vectors is None:
+            return f"ranked high by {head}"
+        head, tail = "text", "profile"  # a title-similarity source: name the closest title
     if head == "pop":
         return {"recent": "popular recently"}.get(tail, "popular in its domain")
     if head in ("history", "domain"):

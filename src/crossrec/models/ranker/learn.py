@@ -85,7 +85,7 @@ def _train_one(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
         held[:] = False
         held[0] = len(sizes) > 1
     row_held = np.repeat(held, sizes)
-    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
+    params = {"objective": c.objective, "metric": "ndcg", "eval_at": [10],
               "learning_rate": c.learning_rate, "num_leaves": c.num_leaves,
               "min_child_samples": c.min_child_samples, "num_threads": threads(c.threads),
               "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
