@@ -186,6 +186,22 @@ def test_bagged_boosters_average_and_survive_restore(split) -> None:
     assert len(model.signals(Query(users[:1]), TARGET, np.arange(3))) == 3
 
 
+def test_objective_reaches_lightgbm_and_unknown_ones_are_refused(split) -> None:
+    from pydantic import ValidationError
+
+    from crossrec.models.ranker.config import RankerConfig
+
+    with pytest.raises(ValidationError, match="objective"):
+        RankerConfig(objective="regression")
+    model = Ranker({**FAST, "objective": "rank_xendcg"}).fit(split.train, _options())
+    booster = model.booster.boosters[0]
+    assert booster.params["objective"] == "rank_xendcg"
+    default = Ranker(FAST).fit(split.train, _options())
+    assert default.booster.boosters[0].params["objective"] == "lambdarank"
+    users = Query(torch.arange(12))
+    assert not torch.equal(model.score(users, TARGET), default.score(users, TARGET))
+
+
 def test_signals_read_the_scored_batch_back_identically(split) -> None:
     model = Ranker(FAST).fit(split.train, _options())
     users = torch.arange(8)
