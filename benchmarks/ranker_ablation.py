@@ -159,6 +159,8 @@ def main() -> int:
                 console.print(f"seed {seed}  {name:<28} {metric}={value:.4f}  "
                               f"fit {seconds:.0f}s  load {os.getloadavg()[0]:.1f}",
                               highlight=False)
+    pd.concat([df.assign(variant=name) for name, dfs in per_user.items() for df in dfs]
+              ).to_parquet(out / "per_user.parquet")  # for paired tests between any two variants
     full_pu = pd.concat(per_user["full"])
     full = float(np.mean(rows["full"]["value"]))
     base = float(np.mean(rows[args.baseline]["value"])) if base_spec else float("nan")
