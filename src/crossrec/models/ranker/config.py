@@ -42,8 +42,7 @@ class RankerConfig(TextConfig):
         n_boosters: boosters bagged (each on its own held-out users, 80 % row and feature
             subsamples and seed) and averaged; 1 = one booster on every row and feature.
         objective: LightGBM's ranking objective: ``lambdarank`` (LambdaMART, NDCG-weighted
-            pair swaps) or ``rank_xendcg`` (a listwise cross-entropy surrogate of NDCG; no
-            truncation level, faster per tree).
+            pair swaps) or ``rank_xendcg`` (a listwise cross-entropy surrogate of NDCG).
         n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
             LightGBM settings.
         threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
