@@ -22,6 +22,8 @@ per (seed, user)), the
 candidate recall on the test truth (share of truth items inside the union: the ranker's
 ceiling) and the fit seconds; then the full ranker's LightGBM gain importance per feature
 (mean over seeds), also drawn to ``OUT/ranker_importance.png``.
+Every variant's per-user metrics go to ``OUT/per_user.parquet`` (column ``variant``), so
+any two variants can be paired-tested afterwards.
 """
 
 from __future__ import annotations
