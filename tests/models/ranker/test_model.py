@@ -202,6 +202,19 @@ def test_objective_reaches_lightgbm_and_unknown_ones_are_refused(split) -> None:
     assert not torch.equal(model.score(users, TARGET), default.score(users, TARGET))
 
 
+def test_mixed_objective_alternates_over_the_bagged_boosters(split) -> None:
+    from pydantic import ValidationError
+
+    from crossrec.models.ranker.config import RankerConfig
+
+    with pytest.raises(ValidationError, match="n_boosters"):
+        RankerConfig(objective="mixed", n_boosters=1)
+    model = Ranker({**FAST, "objective": "mixed", "n_boosters": 3}).fit(split.train,
+                                                                       _options())
+    assert [b.params["objective"] for b in model.booster.boosters] == [
+        "lambdarank", "rank_xendcg", "lambdarank"]
+
+
 def test_signals_read_the_scored_batch_back_identically(split) -> None:
     model = Ranker(FAST).fit(split.train, _options())
     users = torch.arange(8)

@@ -42,7 +42,8 @@ class RankerConfig(TextConfig):
         n_boosters: boosters bagged (each on its own held-out users, 80 % row and feature
             subsamples and seed) and averaged; 1 = one booster on every row and feature.
         objective: LightGBM's ranking objective: ``lambdarank`` (LambdaMART, NDCG-weighted
-            pair swaps) or ``rank_xendcg`` (a listwise cross-entropy surrogate of NDCG).
+            pair swaps), ``rank_xendcg`` (a listwise cross-entropy surrogate of NDCG), or
+            ``mixed``: the bagged boosters alternate the two (``n_boosters`` >= 2).
         n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
             LightGBM settings.
         threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
@@ -69,7 +70,7 @@ class RankerConfig(TextConfig):
     negatives: int = Field(300, ge=1)
     early_stopping_share: float = Field(0.2, gt=0.0, lt=1.0)
     n_boosters: int = Field(1, ge=1, le=32)
-    objective: Literal["lambdarank", "rank_xendcg"] = "lambdarank"
+    objective: Literal["lambdarank", "rank_xendcg", "mixed"] = "lambdarank"
     n_estimators: int = Field(400, ge=1)
     learning_rate: float = Field(0.05, gt=0.0)
     num_leaves: int = Field(31, ge=2)
@@ -102,6 +103,13 @@ class RankerConfig(TextConfig):
                                  "each a distinct 'label'")
             labels.add(label)
         return specs
+
+    @model_validator(mode="after")
+    def _check_mixed(self) -> RankerConfig:
+        if self.objective == "mixed" and self.n_boosters < 2:
+            raise ValueError("objective 'mixed' alternates the objectives over the bagged "
+                             f"boosters: give n_boosters >= 2, got {self.n_boosters}")
+        return self
 
     @model_validator(mode="after")
     def _check_folds(self) -> RankerConfig:

@@ -219,6 +219,16 @@ def _reason(model: Ranker, feature: str, item: int, history: np.ndarray) -> str:
             best = pool[int(np.argmax(vectors[pool] @ vectors[item]))]
             where = train.domains[train.item_domain[best]]
             return f"similar title to '{_title(model, int(best))}' in {where}"
+    if head == "text_smooth" and vectors is not None:
+        st = model.features.state
+        near = st.neighbours[item][~np.isnan(st.neighbour_sims[item])]
+        if tail == "seen" and len(history):
+            own = near[np.isin(near, history)]
+            if len(own):
+                return f"similar title to '{_title(model, int(own[0]))}', which you have"
+        if len(near):
+            title = _title(model, int(near[0]))
+            return f"people with your history choose items titled like '{title}'"
     if head == "text_map":
         return "learned cross-domain text match with your history in other domains"
     if head == "text_tower":

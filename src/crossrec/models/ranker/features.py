@@ -23,6 +23,8 @@ Groups (``RankerConfig.features``):
   the ranked domain (``crossrec.models.ranker.tower``): the cosine of the user tower's
   output for the user's outside-domain profile to the item tower's output for the
   candidate, raw and standardised over the user's candidates (NaN without outside history).
+- ``text_smooth`` (opt-in): the first source's z-scores of the candidate's nearest same-domain
+  titles (``crossrec.models.ranker.smooth``): collaborative evidence borrowed through text.
 - ``meta`` (opt-in): category words and brand where the items have them
   (``crossrec.models.ranker.metadata``): per history domain, the candidate's largest TF-IDF
   cosine to one history item and its cosine to the history profile; the share of the user's
@@ -40,6 +42,8 @@ import torch
 from crossrec.data.sequence import PAD
 from crossrec.models.cross.text2cf import apply_ridge, cf_item_factors, ridge
 from crossrec.models.ranker.metadata import ItemMeta, item_meta, meta_features, meta_names
+from crossrec.models.ranker.smooth import NAMES as SMOOTH_NAMES
+from crossrec.models.ranker.smooth import smooth_features
 from crossrec.models.ranker.tower import Towers, fit_towers
 
 if TYPE_CHECKING:
@@ -48,10 +52,12 @@ if TYPE_CHECKING:
     from crossrec.data.dataset import MultiDomainDataset
     from crossrec.models.ranker.candidates import Candidates
 
-GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "meta", "text_tower")
-# opt-in: text_tower (measured below its cost) and meta (RESULTS)
-DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in ("meta", "text_tower"))
-TEXT_GROUPS = ("text", "text_map", "text2cf", "text_tower")
+GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "meta", "text_tower",
+          "text_smooth")
+# opt-in: text_tower (measured below its cost), meta and text_smooth (RESULTS)
+DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in ("meta", "text_tower", "text_smooth"))
+TEXT_GROUPS = ("text", "text_map", "text2cf", "text_tower", "text_smooth")
+NEIGHBOURS = 10  # title neighbours of the density and text_smooth features
 
 
 def per_user_z(values: np.ndarray, rows: np.ndarray, b: int) -> np.ndarray:
@@ -77,20 +83,33 @@ def _profiles(vectors: np.ndarray, hist: np.ndarray, keep: np.ndarray, decay: fl
     return np.where(norm > 0, out / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
 
 
-def neighbourhood_density(vectors: np.ndarray, k: int = 10, block: int = 2048) -> np.ndarray:
-    """``float32 [n]`` mean cosine of each row to its ``k`` nearest other rows."""
+def text_neighbours(vectors: np.ndarray, k: int = 10, block: int = 2048
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest other rows by cosine: ``(int64 [n, k] indices, float32
+    [n, k] cosines)``, nearest first."""
     v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     n = len(v)
-    k = min(k, n - 1)
-    out = np.zeros(n, dtype=np.float32)
-    if k <= 0:
-        return out
+    k = max(min(k, n - 1), 0)
+    idx_out = np.zeros((n, k), dtype=np.int64)
+    sim_out = np.zeros((n, k), dtype=np.float32)
+    if k == 0:
+        return idx_out, sim_out
     for start in range(0, n, block):
         sims = v[start:start + block] @ v.T
         idx = torch.arange(start, min(n, start + block))
         sims[idx - start, idx] = -2.0
-        out[start:start + len(idx)] = torch.topk(sims, k, dim=1).values.mean(1).numpy()
-    return out
+        top = torch.topk(sims, k, dim=1)
+        sim_out[start:start + len(idx)] = top.values.numpy()
+        idx_out[start:start + len(idx)] = top.indices.numpy()
+    return idx_out, sim_out
+
+
+def neighbourhood_density(vectors: np.ndarray, k: int = 10, block: int = 2048) -> np.ndarray:
+    """``float32 [n]`` mean cosine of each row to its ``k`` nearest other rows."""
+    _, sims = text_neighbours(vectors, k, block)
+    if sims.shape[1] == 0:
+        return np.zeros(len(vectors), dtype=np.float32)
+    return torch.from_numpy(sims).mean(1).numpy()
 
 
 @dataclass
@@ -99,6 +118,8 @@ class FeatureState:
 
     vectors: np.ndarray | None = None  # [n_items, dim] L2-normalised text vectors
     density: np.ndarray | None = None  # [n_items]
+    neighbours: np.ndarray | None = None  # [n_items, k] nearest same-domain titles (global)
+    neighbour_sims: np.ndarray | None = None  # [n_items, k] their cosines (NaN: padding)
     text_maps: dict[str, np.ndarray] = field(default_factory=dict)  # domain -> [dim + 1, dim]
     cf: np.ndarray | None = None  # [n_items, k] PureSVD item factors
     cf_map: np.ndarray | None = None  # [dim + 1, k] text -> factor ridge
@@ -163,14 +184,25 @@ class FeatureBuilder:
         prev = self.state
         if "meta" in self.groups:  # from the catalogue alone (0.2 s for 38k items)
             st.meta = item_meta(train)
-        if ("text" in self.groups and prev.density is not None and prev.vectors is not None
-                and len(prev.density) == train.n_items and np.array_equal(prev.vectors, vectors)):
-            st.density = prev.density
-        elif "text" in self.groups:
+        same = (prev.vectors is not None and vectors is not None
+                and len(prev.vectors) == train.n_items and np.array_equal(prev.vectors, vectors))
+        if same:
+            st.density, st.neighbours = prev.density, prev.neighbours
+            st.neighbour_sims = prev.neighbour_sims
+        smooth = "text_smooth" in self.groups
+        if ("text" in self.groups and st.density is None) or (smooth and st.neighbours is None):
             st.density = np.zeros(train.n_items, dtype=np.float32)
+            st.neighbours = np.repeat(np.arange(train.n_items, dtype=np.int64)[:, None],
+                                      NEIGHBOURS, 1)
+            st.neighbour_sims = np.full((train.n_items, NEIGHBOURS), np.nan, dtype=np.float32)
             for d in train.domains:
                 s = train.domain_items(d)
-                st.density[s] = neighbourhood_density(vectors[s])
+                idx, sims = text_neighbours(vectors[s], NEIGHBOURS)
+                k = idx.shape[1]
+                if k:
+                    st.density[s] = torch.from_numpy(sims).mean(1).numpy()
+                st.neighbours[s, :k] = idx + s.start
+                st.neighbour_sims[s, :k] = sims
         if "text_map" in self.groups or "text_tower" in self.groups:
             from crossrec.data.sequence import user_sequences
 
@@ -221,6 +253,8 @@ class FeatureBuilder:
             out += ["text2cf:mapped", "text2cf:svd"]
         if "text_tower" in self.groups:
             out += ["text_tower", "text_tower:cz"]
+        if "text_smooth" in self.groups:
+            out += list(SMOOTH_NAMES)
         if "meta" in self.groups:
             out += meta_names(train.domains, self.state.meta)
         return out
@@ -281,6 +315,10 @@ class FeatureBuilder:
                                              np.full(len(rows), di, np.float32)]
         if self.uses_text:
             cols += self._text(train, di, gitems, rows, hist, history)
+        if "text_smooth" in self.groups:
+            st = self.state
+            cols += smooth_features(st.neighbours, st.neighbour_sims, cands.fallback.numpy(),
+                                    rows, gitems, s.start)
         if "meta" in self.groups and self.state.meta is not None:
             valid = hist != PAD
             dom = np.where(valid, train.item_domain[np.maximum(hist, 0)], -1)

@@ -56,16 +56,24 @@ def train_booster(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConf
     Returns:
         The ensemble and ``{"trees", "episode_valid_ndcg@10"}`` (means over the boosters).
     """
-    fitted = [_train_one(x, y, sizes, c, seed + k, c.n_boosters > 1)
+    fitted = [_train_one(x, y, sizes, c, seed + k, c.n_boosters > 1, objective(c, k))
               for k in range(c.n_boosters)]
     stats = {key: float(np.mean([f[1][key] for f in fitted])) for key in fitted[0][1]}
     stats["trees"] = int(round(stats["trees"]))
     return Ensemble([f[0] for f in fitted]), stats
 
 
+def objective(c: RankerConfig, k: int) -> str:
+    """LightGBM objective of booster ``k``: ``c.objective``, or for ``mixed`` lambdarank on
+    even and rank_xendcg on odd boosters."""
+    if c.objective == "mixed":
+        return "lambdarank" if k % 2 == 0 else "rank_xendcg"
+    return c.objective
+
+
 def _train_one(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
-               seed: int, bag: bool) -> tuple[Any, dict[str, Any]]:
-    """Fit one booster (``bag``: 80 % row and feature subsamples).
+               seed: int, bag: bool, objective: str) -> tuple[Any, dict[str, Any]]:
+    """Fit one booster (``bag``: 80 % row and feature subsamples) with LightGBM ``objective``.
 
     Args:
         x: ``float32 [N, F]`` feature rows, grouped by user (candidate order within a group).
@@ -85,7 +93,7 @@ def _train_one(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
         held[:] = False
         held[0] = len(sizes) > 1
     row_held = np.repeat(held, sizes)
-    params = {"objective": c.objective, "metric": "ndcg", "eval_at": [10],
+    params = {"objective": objective, "metric": "ndcg", "eval_at": [10],
               "learning_rate": c.learning_rate, "num_leaves": c.num_leaves,
               "min_child_samples": c.min_child_samples, "num_threads": threads(c.threads),
               "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,

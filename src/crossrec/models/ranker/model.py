@@ -41,8 +41,9 @@ class Ranker(Recommender):
 
     State: each source's state under ``source{j}.``, the LightGBM model text (``booster``,
     ``uint8``), the feature state (``text.vectors`` float32 with float16 values,
-    ``text.density``, ``text_map.<domain>``, ``cf``, ``cf_map``, ``tower.<weight>.<domain>``,
-    ``meta.*``: the category/brand token matrix as CSR arrays).
+    ``text.density``, ``text.neighbours`` and ``text.neighbour_sims``, ``text_map.<domain>``,
+    ``cf``, ``cf_map``, ``tower.<weight>.<domain>``, ``meta.*``: the category/brand token
+    matrix as CSR arrays).
     """
 
     Config = RankerConfig
@@ -293,6 +294,9 @@ class Ranker(Recommender):
             out["text.vectors"] = st.vectors.astype(np.float16)
         if st.density is not None:
             out["text.density"] = st.density
+        if st.neighbours is not None and "text_smooth" in self.config.features:
+            out["text.neighbours"] = st.neighbours.astype(np.int32)
+            out["text.neighbour_sims"] = st.neighbour_sims
         for d, w in st.text_maps.items():
             out[f"text_map.{d}"] = w
         if st.cf is not None:
@@ -325,6 +329,9 @@ class Ranker(Recommender):
             st.vectors = np.asarray(state["text.vectors"]).astype(np.float32)
         if "text.density" in state:
             st.density = np.asarray(state["text.density"])
+        if "text.neighbours" in state:
+            st.neighbours = np.asarray(state["text.neighbours"]).astype(np.int64)
+            st.neighbour_sims = np.asarray(state["text.neighbour_sims"])
         st.text_maps = {k[len("text_map."):]: np.asarray(v) for k, v in state.items()
                         if k.startswith("text_map.")}
         if "cf" in state:

@@ -1,0 +1,50 @@
+"""Feature group ``text_smooth``: the first source's opinion of a candidate's title neighbours.
+
+Co-occurrence is thin for a tail item, but its nearest titles in the same domain (its ``k``
+text neighbours) often have interactions: if the first source (EASE in the shipped configs)
+ranks the user's unseen neighbours of a candidate high, the candidate is likely relevant too,
+even when its own collaborative score says little. Per (user, candidate) pair:
+
+- ``text_smooth:mean``: the neighbours' per-user z-scores of the first source (over the user's
+  unseen items), weighted by their positive title cosine; NaN when every neighbour is seen;
+- ``text_smooth:max``: the largest of those z-scores;
+- ``text_smooth:seen``: the share of the neighbours the user already has (few-shot and next-
+  item users: "you bought items with titles like this one").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NAMES = ("text_smooth:mean", "text_smooth:max", "text_smooth:seen")
+
+
+def smooth_features(neighbours: np.ndarray, sims: np.ndarray, fallback: np.ndarray,
+                    rows: np.ndarray, items: np.ndarray, start: int) -> list[np.ndarray]:
+    """The three ``float32 [P]`` columns of ``NAMES``.
+
+    Args:
+        neighbours: ``int64 [n_items, k]`` each item's nearest same-domain titles (global).
+        sims: ``float32 [n_items, k]`` their cosines; NaN pads the rows of a domain with
+            fewer than ``k + 1`` items.
+        fallback: ``float32 [B, n]`` the first source's z-scores in the ranked domain, the
+            user's seen items ``-inf`` (``Candidates.fallback``).
+        rows: ``int64 [P]`` batch row of each pair.
+        items: ``int64 [P]`` global item of each pair.
+        start: the ranked domain's first global item.
+    """
+    if neighbours.shape[1] == 0 or len(rows) == 0:
+        return [np.full(len(rows), np.nan, dtype=np.float32) for _ in NAMES]
+    nb = neighbours[items] - start  # [P, k] local
+    z = fallback[rows[:, None], nb].astype(np.float64)  # [P, k]
+    cos = sims[items].astype(np.float64)
+    real = ~np.isnan(cos)  # not padding
+    seen = np.isneginf(z) & real
+    unseen = real & ~seen
+    w = np.where(unseen, np.maximum(np.nan_to_num(cos), 0.0), 0.0)
+    total = w.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(total > 0, (w * np.where(unseen, z, 0.0)).sum(1) / total, np.nan)
+        share = seen.sum(1) / real.sum(1)
+    best = np.where(unseen.any(1), np.where(unseen, z, -np.inf).max(1), np.nan)
+    return [mean.astype(np.float32), best.astype(np.float32), share.astype(np.float32)]
