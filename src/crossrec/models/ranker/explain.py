@@ -229,6 +229,8 @@ def _reason(model: Ranker, feature: str, item: int, history: np.ndarray) -> str:
         if len(near):
             title = _title(model, int(near[0]))
             return f"people with your history choose items titled like '{title}'"
+    if head == "time":
+        return "popular around the time of your latest activity"
     if head == "text_map":
         return "learned cross-domain text match with your history in other domains"
     if head == "text_tower":

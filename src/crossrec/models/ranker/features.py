@@ -25,6 +25,8 @@ Groups (``RankerConfig.features``):
   candidate, raw and standardised over the user's candidates (NaN without outside history).
 - ``text_smooth`` (opt-in): the first source's z-scores of the candidate's nearest same-domain
   titles (``crossrec.models.ranker.smooth``): collaborative evidence borrowed through text.
+- ``time`` (opt-in): the candidate's popularity around the user's latest training timestamp
+  (``crossrec.models.ranker.timing``).
 - ``meta`` (opt-in): category words and brand where the items have them
   (``crossrec.models.ranker.metadata``): per history domain, the candidate's largest TF-IDF
   cosine to one history item and its cosine to the history profile; the share of the user's
@@ -43,7 +45,9 @@ from crossrec.data.sequence import PAD
 from crossrec.models.cross.text2cf import apply_ridge, cf_item_factors, ridge
 from crossrec.models.ranker.metadata import ItemMeta, item_meta, meta_features, meta_names
 from crossrec.models.ranker.smooth import NAMES as SMOOTH_NAMES
-from crossrec.models.ranker.smooth import smooth_features
+from crossrec.models.ranker.smooth import smooth_features, text_neighbours
+from crossrec.models.ranker.timing import NAMES as TIME_NAMES
+from crossrec.models.ranker.timing import ItemTimes, item_times, time_features, user_last_times
 from crossrec.models.ranker.tower import Towers, fit_towers
 
 if TYPE_CHECKING:
@@ -53,9 +57,9 @@ if TYPE_CHECKING:
     from crossrec.models.ranker.candidates import Candidates
 
 GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "meta", "text_tower",
-          "text_smooth")
-# opt-in: text_tower (measured below its cost), meta and text_smooth (RESULTS)
-DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in ("meta", "text_tower", "text_smooth"))
+          "text_smooth", "time")
+OPT_IN = ("meta", "text_tower", "text_smooth", "time")  # measured case by case (RESULTS)
+DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in OPT_IN)
 TEXT_GROUPS = ("text", "text_map", "text2cf", "text_tower", "text_smooth")
 NEIGHBOURS = 10  # title neighbours of the density and text_smooth features
 
@@ -83,35 +87,6 @@ def _profiles(vectors: np.ndarray, hist: np.ndarray, keep: np.ndarray, decay: fl
     return np.where(norm > 0, out / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
 
 
-def text_neighbours(vectors: np.ndarray, k: int = 10, block: int = 2048
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest other rows by cosine: ``(int64 [n, k] indices, float32
-    [n, k] cosines)``, nearest first."""
-    v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-    n = len(v)
-    k = max(min(k, n - 1), 0)
-    idx_out = np.zeros((n, k), dtype=np.int64)
-    sim_out = np.zeros((n, k), dtype=np.float32)
-    if k == 0:
-        return idx_out, sim_out
-    for start in range(0, n, block):
-        sims = v[start:start + block] @ v.T
-        idx = torch.arange(start, min(n, start + block))
-        sims[idx - start, idx] = -2.0
-        top = torch.topk(sims, k, dim=1)
-        sim_out[start:start + len(idx)] = top.values.numpy()
-        idx_out[start:start + len(idx)] = top.indices.numpy()
-    return idx_out, sim_out
-
-
-def neighbourhood_density(vectors: np.ndarray, k: int = 10, block: int = 2048) -> np.ndarray:
-    """``float32 [n]`` mean cosine of each row to its ``k`` nearest other rows."""
-    _, sims = text_neighbours(vectors, k, block)
-    if sims.shape[1] == 0:
-        return np.zeros(len(vectors), dtype=np.float32)
-    return torch.from_numpy(sims).mean(1).numpy()
-
-
 @dataclass
 class FeatureState:
     """What the feature builder learned at fit (all of it goes into the ranker's state)."""
@@ -127,6 +102,7 @@ class FeatureState:
     tower_items: dict[str, np.ndarray] = field(default_factory=dict)  # cache: [n_d, k]
     cf_mapped: np.ndarray | None = None  # cache: [n_items, k] text mapped by cf_map
     meta: ItemMeta | None = None  # category/brand tokens (group "meta")
+    times: ItemTimes | None = None  # per-item counts per time bucket (group "time")
 
     def mapped_items(self) -> np.ndarray:
         """``float32 [n_items, k]`` every item's text mapped into CF space by ``cf_map``
@@ -184,6 +160,8 @@ class FeatureBuilder:
         prev = self.state
         if "meta" in self.groups:  # from the catalogue alone (0.2 s for 38k items)
             st.meta = item_meta(train)
+        if "time" in self.groups:
+            st.times = item_times(train)
         same = (prev.vectors is not None and vectors is not None
                 and len(prev.vectors) == train.n_items and np.array_equal(prev.vectors, vectors))
         if same:
@@ -255,6 +233,8 @@ class FeatureBuilder:
             out += ["text_tower", "text_tower:cz"]
         if "text_smooth" in self.groups:
             out += list(SMOOTH_NAMES)
+        if "time" in self.groups:
+            out += list(TIME_NAMES)
         if "meta" in self.groups:
             out += meta_names(train.domains, self.state.meta)
         return out
@@ -286,7 +266,8 @@ class FeatureBuilder:
         return out
 
     def build(self, train: MultiDomainDataset, domain: str, cands: Candidates,
-              hist: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+              hist: np.ndarray, history: sp.csr_matrix, users: np.ndarray | None = None
+              ) -> np.ndarray:
         """``float32 [P, F]`` features of the candidate pairs.
 
         Args:
@@ -295,6 +276,7 @@ class FeatureBuilder:
             cands: the pairs (``rows`` sorted) and the sources' signals.
             hist: ``int64 [B, L]`` most recent global items per user, left-padded with -1.
             history: ``[B, n_items]`` binary history over every item.
+            users: ``int64 [B]`` the users (-1: anonymous); needed by the ``time`` group.
         """
         s = train.domain_items(domain)
         di = train.info.domain_index(domain)
@@ -319,6 +301,12 @@ class FeatureBuilder:
             st = self.state
             cols += smooth_features(st.neighbours, st.neighbour_sims, cands.fallback.numpy(),
                                     rows, gitems, s.start)
+        if "time" in self.groups:
+            if users is None:
+                raise ValueError("the 'time' features need the batch's users")
+            last = user_last_times(train)
+            when = np.where(users >= 0, last[np.maximum(users, 0)], np.nan)
+            cols += time_features(self.state.times, when, rows, gitems)
         if "meta" in self.groups and self.state.meta is not None:
             valid = hist != PAD
             dom = np.where(valid, train.item_domain[np.maximum(hist, 0)], -1)

@@ -43,7 +43,7 @@ class Ranker(Recommender):
     ``uint8``), the feature state (``text.vectors`` float32 with float16 values,
     ``text.density``, ``text.neighbours`` and ``text.neighbour_sims``, ``text_map.<domain>``,
     ``cf``, ``cf_map``, ``tower.<weight>.<domain>``, ``meta.*``: the category/brand token
-    matrix as CSR arrays).
+    matrix as CSR arrays, ``time.*``: per-item counts per time bucket).
     """
 
     Config = RankerConfig
@@ -181,7 +181,8 @@ class Ranker(Recommender):
         seen = torch.from_numpy(history[:, s].toarray() > 0)
         cands = nominate(self.sources, self.sizes, query, domain, seen)
         hist = query_histories(train, query, self.config.max_history)
-        return cands, self.features.build(train, domain, cands, hist, history)
+        users = query.users.detach().cpu().numpy().astype(np.int64).reshape(-1)
+        return cands, self.features.build(train, domain, cands, hist, history, users)
 
     def _history(self, train: MultiDomainDataset, query: Query):  # noqa: ANN202
         saved = self.train_data
@@ -305,6 +306,8 @@ class Ranker(Recommender):
             out.update({f"tower.{k}.{d}": w for k, w in towers.weights.items()})
         if st.meta is not None:
             out.update(st.meta.state())
+        if st.times is not None:
+            out.update(st.times.state())
         return out
 
     def restore(self, train: MultiDomainDataset, options: FitOptions,
@@ -313,6 +316,7 @@ class Ranker(Recommender):
         from crossrec.models.ranker.features import FeatureState
         from crossrec.models.ranker.learn import Ensemble
         from crossrec.models.ranker.metadata import ItemMeta
+        from crossrec.models.ranker.timing import ItemTimes
         from crossrec.models.ranker.tower import read_towers
 
         self.train_data, self.options = train, options
@@ -338,6 +342,7 @@ class Ranker(Recommender):
             st.cf, st.cf_map = np.asarray(state["cf"]), np.asarray(state["cf_map"])
         st.towers = read_towers(state)
         st.meta = ItemMeta.from_state(state)
+        st.times = ItemTimes.from_state(state)
         self.features.state = st
         expected = len(self.features.names(train))  # the meta columns depend on the state
         if self.booster.num_feature() != expected:

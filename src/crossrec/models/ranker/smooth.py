@@ -15,6 +15,7 @@ even when its own collaborative score says little. Per (user, candidate) pair:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 NAMES = ("text_smooth:mean", "text_smooth:max", "text_smooth:seen")
 
@@ -48,3 +49,24 @@ def smooth_features(neighbours: np.ndarray, sims: np.ndarray, fallback: np.ndarr
         share = seen.sum(1) / real.sum(1)
     best = np.where(unseen.any(1), np.where(unseen, z, -np.inf).max(1), np.nan)
     return [mean.astype(np.float32), best.astype(np.float32), share.astype(np.float32)]
+
+
+def text_neighbours(vectors: np.ndarray, k: int = 10, block: int = 2048
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest other rows by cosine: ``(int64 [n, k] indices, float32
+    [n, k] cosines)``, nearest first."""
+    v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    n = len(v)
+    k = max(min(k, n - 1), 0)
+    idx_out = np.zeros((n, k), dtype=np.int64)
+    sim_out = np.zeros((n, k), dtype=np.float32)
+    if k == 0:
+        return idx_out, sim_out
+    for start in range(0, n, block):
+        sims = v[start:start + block] @ v.T
+        idx = torch.arange(start, min(n, start + block))
+        sims[idx - start, idx] = -2.0
+        top = torch.topk(sims, k, dim=1)
+        sim_out[start:start + len(idx)] = top.values.numpy()
+        idx_out[start:start + len(idx)] = top.indices.numpy()
+    return idx_out, sim_out
