@@ -217,6 +217,30 @@ class EASE(Recommender):
         out[:, torch.from_numpy(local[inside]).to(h.device)] = known
         return out.cpu()
 
+    def item_links(self, history: np.ndarray, domain: str, items: np.ndarray) -> np.ndarray:
+        """``float32 [L, C]`` the weights ``B[h, c]`` from each global ``history`` item to each
+        local ``items`` item of ``domain`` (0 where either is outside the model's items): the
+        terms whose sum is the score (the ranker's ``links`` features)."""
+        train = self._check_fitted()
+        dom = train.domain_items(domain)
+        catalogue = self.config.catalogue(train, self.options.target)
+        pos = np.full(catalogue.stop - catalogue.start, -1, dtype=np.int64)
+        pos[self.items] = np.arange(len(self.items))
+
+        def model_index(glob: np.ndarray) -> np.ndarray:
+            local = glob - catalogue.start
+            inside = (local >= 0) & (local < len(pos))
+            return np.where(inside, pos[np.where(inside, local, 0)], -1)
+
+        rows, cols = model_index(np.asarray(history)), model_index(np.asarray(items) + dom.start)
+        out = np.zeros((len(rows), len(cols)), dtype=np.float32)
+        r, c = np.flatnonzero(rows >= 0), np.flatnonzero(cols >= 0)
+        if len(r) and len(c):
+            w = self.weights.index_select(0, torch.from_numpy(rows[r]).to(self.weights.device))
+            w = w.index_select(1, torch.from_numpy(cols[c]).to(w.device))
+            out[np.ix_(r, c)] = w.cpu().numpy()
+        return out
+
     def state(self) -> dict[str, np.ndarray]:
         return {"items": self.items, "weights": self.weights.cpu().numpy()}
 

@@ -137,6 +137,20 @@ class ItemKNN(Recommender):
         scores = (history @ self._domain_similarity(domain)).toarray().astype(np.float32)
         return torch.from_numpy(scores)
 
+    def item_links(self, history: np.ndarray, domain: str, items: np.ndarray) -> np.ndarray:
+        """``float32 [L, C]`` the similarity from each global ``history`` item to each local
+        ``items`` item of ``domain`` (0 outside the catalogue): the terms of the score (the
+        ranker's ``links`` features)."""
+        train = self._check_fitted()
+        catalogue = self.config.catalogue(train, self.options.target)
+        sim = self._domain_similarity(domain)
+        local = np.asarray(history) - catalogue.start
+        inside = np.flatnonzero((local >= 0) & (local < sim.shape[0]))
+        out = np.zeros((len(local), len(items)), dtype=np.float32)
+        if len(inside):
+            out[inside] = sim[local[inside]][:, np.asarray(items)].toarray()
+        return out
+
     def state(self) -> dict[str, np.ndarray]:
         out = {}
         for domain in self._domains(self._check_fitted(), self.options.target):

@@ -197,6 +197,8 @@ def _reason(model: Ranker, feature: str, item: int, history: np.ndarray) -> str:
     """A sentence for ``feature`` of global item ``item`` given the user's ``history``."""
     train = model.train_data
     head, _, tail = feature.partition(":")
+    if head in model.source_names and tail.startswith("link"):
+        return _link_reason(model, model.source_names.index(head), item, history)
     if head in model.source_names:
         spec = model.config.candidates[model.source_names.index(head)]
         if spec["name"] not in TEXT_SOURCES or model.features.state.vectors is None:
@@ -240,6 +242,19 @@ def _reason(model: Ranker, feature: str, item: int, history: np.ndarray) -> str:
     if head == "meta":
         return _meta_reason(model, tail, item, history)
     return feature
+
+
+def _link_reason(model: Ranker, j: int, item: int, history: np.ndarray) -> str:
+    """The history item with the strongest item-to-item weight to ``item``, named."""
+    train = model.train_data
+    domain = train.domains[train.item_domain[item]]
+    start = train.domain_items(domain).start
+    if not len(history):
+        return f"ranked high by {model.source_names[j]}"
+    links = model.sources[j].item_links(history, domain, np.array([item - start]))[:, 0]
+    best = int(history[int(np.argmax(links))])
+    where = train.domains[train.item_domain[best]]
+    return f"bought with '{_title(model, best)}' in {where}"
 
 
 def _meta_reason(model: Ranker, tail: str, item: int, history: np.ndarray) -> str:

@@ -25,6 +25,9 @@ Groups (``RankerConfig.features``):
   candidate, raw and standardised over the user's candidates (NaN without outside history).
 - ``text_smooth`` (opt-in): the first source's z-scores of the candidate's nearest same-domain
   titles (``crossrec.models.ranker.smooth``): collaborative evidence borrowed through text.
+- ``links`` (opt-in): per item-item source (EASE, ItemKNN), the weights from the user's history
+  items to the candidate behind its score: largest, positive count, last, recency-weighted
+  (``crossrec.models.ranker.links``).
 - ``time`` (opt-in): the candidate's popularity around the user's latest training timestamp
   (``crossrec.models.ranker.timing``).
 - ``meta`` (opt-in): category words and brand where the items have them
@@ -43,6 +46,7 @@ import torch
 
 from crossrec.data.sequence import PAD
 from crossrec.models.cross.text2cf import apply_ridge, cf_item_factors, ridge
+from crossrec.models.ranker.links import link_features, link_names
 from crossrec.models.ranker.metadata import ItemMeta, item_meta, meta_features, meta_names
 from crossrec.models.ranker.smooth import NAMES as SMOOTH_NAMES
 from crossrec.models.ranker.smooth import smooth_features, text_neighbours
@@ -57,8 +61,8 @@ if TYPE_CHECKING:
     from crossrec.models.ranker.candidates import Candidates
 
 GROUPS = ("sources", "popularity", "history", "text", "text_map", "text2cf", "meta", "text_tower",
-          "text_smooth", "time")
-OPT_IN = ("meta", "text_tower", "text_smooth", "time")  # measured case by case (RESULTS)
+          "text_smooth", "time", "links")
+OPT_IN = ("meta", "text_tower", "text_smooth", "time", "links")  # measured case by case (RESULTS)
 DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in OPT_IN)
 TEXT_GROUPS = ("text", "text_map", "text2cf", "text_tower", "text_smooth")
 NEIGHBOURS = 10  # title neighbours of the density and text_smooth features
@@ -138,9 +142,10 @@ class FeatureBuilder:
     """Computes the feature matrix of candidate pairs from fitted state and training data."""
 
     def __init__(self, groups: tuple[str, ...], source_names: list[str], decay: float = 0.8,
-                 max_history: int = 50) -> None:
+                 max_history: int = 50, link_sources: tuple[int, ...] = ()) -> None:
         self.groups = groups
         self.source_names = source_names
+        self.link_sources = link_sources  # sources with item-to-item weights (``links``)
         self.decay = decay
         self.max_history = max_history
         self.state = FeatureState()
@@ -235,6 +240,8 @@ class FeatureBuilder:
             out += list(SMOOTH_NAMES)
         if "time" in self.groups:
             out += list(TIME_NAMES)
+        if "links" in self.groups:
+            out += link_names([self.source_names[j] for j in self.link_sources])
         if "meta" in self.groups:
             out += meta_names(train.domains, self.state.meta)
         return out
@@ -266,8 +273,8 @@ class FeatureBuilder:
         return out
 
     def build(self, train: MultiDomainDataset, domain: str, cands: Candidates,
-              hist: np.ndarray, history: sp.csr_matrix, users: np.ndarray | None = None
-              ) -> np.ndarray:
+              hist: np.ndarray, history: sp.csr_matrix, users: np.ndarray | None = None,
+              sources: list | None = None) -> np.ndarray:
         """``float32 [P, F]`` features of the candidate pairs.
 
         Args:
@@ -277,6 +284,7 @@ class FeatureBuilder:
             hist: ``int64 [B, L]`` most recent global items per user, left-padded with -1.
             history: ``[B, n_items]`` binary history over every item.
             users: ``int64 [B]`` the users (-1: anonymous); needed by the ``time`` group.
+            sources: the fitted candidate sources; needed by the ``links`` group.
         """
         s = train.domain_items(domain)
         di = train.info.domain_index(domain)
@@ -307,6 +315,12 @@ class FeatureBuilder:
             last = user_last_times(train)
             when = np.where(users >= 0, last[np.maximum(users, 0)], np.nan)
             cols += time_features(self.state.times, when, rows, gitems)
+        if "links" in self.groups and self.link_sources:
+            if sources is None:
+                raise ValueError("the 'links' features need the fitted sources")
+            starts = np.searchsorted(rows, np.arange(hist.shape[0] + 1))
+            cols += link_features([sources[j] for j in self.link_sources], domain,
+                                  cands.items, starts, hist, self.decay)
         if "meta" in self.groups and self.state.meta is not None:
             valid = hist != PAD
             dom = np.where(valid, train.item_domain[np.maximum(hist, 0)], -1)

@@ -56,7 +56,11 @@ class Ranker(Recommender):
         c = self.config
         self.source_names = [source_label(s) for s in c.candidates]
         self.sizes = [int(s.get("n", c.n_candidates)) for s in c.candidates]
-        self.features = FeatureBuilder(c.features, self.source_names, c.decay, c.max_history)
+        from crossrec.models.ranker.links import has_links
+
+        links = tuple(j for j, spec in enumerate(c.candidates) if has_links(spec))
+        self.features = FeatureBuilder(c.features, self.source_names, c.decay, c.max_history,
+                                       links)
         self.sources: list[Recommender] = []
         self.booster: Any = None
         self.report: dict[str, Any] = {}
@@ -182,7 +186,8 @@ class Ranker(Recommender):
         cands = nominate(self.sources, self.sizes, query, domain, seen)
         hist = query_histories(train, query, self.config.max_history)
         users = query.users.detach().cpu().numpy().astype(np.int64).reshape(-1)
-        return cands, self.features.build(train, domain, cands, hist, history, users)
+        return cands, self.features.build(train, domain, cands, hist, history, users,
+                                          self.sources)
 
     def _history(self, train: MultiDomainDataset, query: Query):  # noqa: ANN202
         saved = self.train_data
