@@ -54,27 +54,17 @@ def test_link_features_by_hand() -> None:
     assert all(np.isnan(c[2]) for c in cols)  # no history
 
 
-def test_group_fits_scores_explains_and_survives_restore(split) -> None:
-    from crossrec.models.ranker import Ranker
+def test_group_fits_scores_explains_and_survives_restore(group_fit) -> None:
     from crossrec.models.ranker.explain import _reason
     from crossrec.models.ranker.features import DEFAULT_GROUPS
 
     assert "links" not in DEFAULT_GROUPS  # opt-in
-    spec = {"candidates": [{"name": "itemknn", "train_on": "all", "n": 30},
-                           {"name": "pop", "n": 30}],
-            "n_estimators": 20, "episode_ratio": 0.5, "negatives": 40, "min_child_samples": 5,
-            "factors": 8, "features": ["sources", "popularity", "links"]}
-    model = Ranker(spec).fit(split.train, _options())
-    names = model.features.names(split.train)
-    knn = model.source_names[0]
-    assert [n for n in names if "link" in n] == [f"{knn}:{k}" for k in KINDS]  # pop has none
-    users = torch.arange(12)
-    x = model._candidates(split.train, Query(users), TARGET)[1]
-    assert np.isfinite(x[:, names.index(f"{knn}:link_max")]).any()
-    restored = Ranker(spec).restore(split.train, _options(), model.state())
-    torch.testing.assert_close(restored.score(Query(users), TARGET),
-                               model.score(Query(users), TARGET))
-    s = split.train.domain_items(TARGET)
-    full = split.train.user_items(None)
+    fit = group_fit(["sources", "popularity", "links"])
+    knn = fit.model.source_names[0]
+    assert [n for n in fit.names if "link" in n] == [f"{knn}:{k}" for k in KINDS]  # pop: none
+    assert np.isfinite(fit.column(f"{knn}:link_max")).any()
+    fit.assert_restore_scores_the_same()
+    s = fit.split.train.domain_items(TARGET)
+    full = fit.split.train.user_items(None)
     history = full.indices[full.indptr[0]:full.indptr[1]].astype(np.int64)
-    assert _reason(model, f"{knn}:link_max", s.start, history).startswith("bought with")
+    assert _reason(fit.model, f"{knn}:link_max", s.start, history).startswith("bought with")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from crossrec.models.ranker.smooth import NAMES, smooth_features
 
@@ -31,33 +30,18 @@ def test_known_answer_weights_seen_and_padding() -> None:
     assert len(NAMES) == 3
 
 
-def test_group_fits_scores_explains_and_survives_restore() -> None:
-    from crossrec.data.split import cold_start_users
-    from crossrec.models.base import FitOptions, Query
-    from crossrec.models.ranker import Ranker
+def test_group_fits_scores_explains_and_survives_restore(group_fit) -> None:
     from crossrec.models.ranker.explain import _reason
     from crossrec.models.ranker.features import DEFAULT_GROUPS
-    from crossrec.testing.contract import SOURCE, TARGET
-    from crossrec.testing.synthetic import make_two_domain
+    from crossrec.testing.contract import TARGET
 
     assert "text_smooth" not in DEFAULT_GROUPS  # opt-in
-    split = cold_start_users(make_two_domain(), SOURCE, TARGET, 0.3, seed=0)
-    options = FitOptions(target=TARGET, sources=(SOURCE,), seed=0, progress=False)
-    spec = {"candidates": [{"name": "itemknn", "train_on": "all", "n": 30},
-                           {"name": "pop", "n": 30}],
-            "n_estimators": 20, "episode_ratio": 0.5, "negatives": 40, "min_child_samples": 5,
-            "factors": 8, "features": ["sources", "popularity", "text_smooth"]}
-    model = Ranker(spec).fit(split.train, options)
-    st = model.features.state
-    s = split.train.domain_items(TARGET)
+    fit = group_fit(["sources", "popularity", "text_smooth"])
+    st = fit.model.features.state
+    s = fit.split.train.domain_items(TARGET)
     # neighbours stay in their item's domain and are never the item itself
     assert ((st.neighbours[s] >= s.start) & (st.neighbours[s] < s.stop)).all()
     assert (st.neighbours[s] != np.arange(s.start, s.stop)[:, None]).all()
-    names = model.features.names(split.train)
-    users = torch.arange(12)
-    x = model._candidates(split.train, Query(users), TARGET)[1]
-    assert np.isfinite(x[:, names.index("text_smooth:mean")]).any()
-    restored = Ranker(spec).restore(split.train, options, model.state())
-    torch.testing.assert_close(restored.score(Query(users), TARGET),
-                               model.score(Query(users), TARGET))
-    assert "titled like" in _reason(model, "text_smooth:mean", s.start, np.array([0]))
+    assert np.isfinite(fit.column("text_smooth:mean")).any()
+    fit.assert_restore_scores_the_same()
+    assert "titled like" in _reason(fit.model, "text_smooth:mean", s.start, np.array([0]))

@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from crossrec.models.ranker.timing import ItemTimes, item_times, time_features, user_last_times
 
@@ -44,28 +43,12 @@ def test_known_answer_buckets_counts_and_ages() -> None:
     np.testing.assert_array_equal(again.counts, times.counts)
 
 
-def test_group_fits_scores_explains_and_survives_restore() -> None:
-    from crossrec.data.split import cold_start_users
-    from crossrec.models.base import FitOptions, Query
-    from crossrec.models.ranker import Ranker
+def test_group_fits_scores_explains_and_survives_restore(group_fit) -> None:
     from crossrec.models.ranker.explain import _reason
     from crossrec.models.ranker.features import DEFAULT_GROUPS
-    from crossrec.testing.contract import SOURCE, TARGET
-    from crossrec.testing.synthetic import make_two_domain
 
     assert "time" not in DEFAULT_GROUPS  # opt-in
-    split = cold_start_users(make_two_domain(), SOURCE, TARGET, 0.3, seed=0)
-    options = FitOptions(target=TARGET, sources=(SOURCE,), seed=0, progress=False)
-    spec = {"candidates": [{"name": "itemknn", "train_on": "all", "n": 30},
-                           {"name": "pop", "n": 30}],
-            "n_estimators": 20, "episode_ratio": 0.5, "negatives": 40, "min_child_samples": 5,
-            "factors": 8, "features": ["sources", "popularity", "time"]}
-    model = Ranker(spec).fit(split.train, options)
-    names = model.features.names(split.train)
-    users = torch.arange(12)
-    x = model._candidates(split.train, Query(users), TARGET)[1]
-    assert np.isfinite(x[:, names.index("time:item_age")]).all()
-    restored = Ranker(spec).restore(split.train, options, model.state())
-    torch.testing.assert_close(restored.score(Query(users), TARGET),
-                               model.score(Query(users), TARGET))
-    assert "time" in _reason(model, "time:bucket", 0, np.array([1]))
+    fit = group_fit(["sources", "popularity", "time"])
+    assert np.isfinite(fit.column("time:item_age")).all()
+    fit.assert_restore_scores_the_same()
+    assert "time" in _reason(fit.model, "time:bucket", 0, np.array([1]))
