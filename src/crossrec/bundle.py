@@ -392,7 +392,8 @@ class Bundle:
     def warm_up(self, explain: int = 3) -> float:
         """Pay now the set-up the first requests would otherwise pay (~0.2 s of a first
         request on the Arts -> Office ranker bundle: the ranker's path-attribution tables and
-        merged trees, its text -> CF item map, the co-occurrence columns of explanations):
+        merged trees, its text -> CF item map, the co-occurrence columns of explanations; with
+        ``z_sample``, the text source's nearest-title index, ~14 s):
         one recommendation with ``explain`` explanations for the first training user of the
         target domain. Returns the seconds it took (0 without such a user)."""
         import time

@@ -86,6 +86,31 @@ def test_max_pooling_is_the_largest_cosine_to_one_history_item() -> None:
         TextZeroShot(FAST, pooling="max", profile={})
 
 
+def test_top_unseen_and_pair_scores_equal_the_full_score() -> None:
+    """The ranker's cheap path (nearest-title index, pair scores, a sample's scores) gives what
+    ``score`` gives; mean pooling or a popularity weight has no index (None)."""
+    from crossrec.models.ranker.candidates import top_n
+
+    split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
+    model = TextZeroShot(FAST, pooling="max", popularity_weight=0.0).fit(
+        split.train, _options(split))
+    users = torch.arange(min(40, split.train.n_users))
+    query = Query(users)
+    full = model.score(query, "target")
+    t = split.train.domain_items("target")
+    seen = torch.from_numpy(model.history_matrix(query)[:, t].toarray() > 0)
+    want = top_n(full.masked_fill(seen, float("-inf")).nan_to_num(neginf=-1e9).numpy(), 5)
+    np.testing.assert_array_equal(model.top_unseen(query, "target", seen, 5), want)
+    rows = np.repeat(np.arange(len(users)), 5)
+    items = want.ravel()
+    np.testing.assert_allclose(model.score_pairs(query, "target", rows, items),
+                               full[rows, items].numpy(), atol=1e-6)
+    at = torch.tensor([0, 3, 4])
+    torch.testing.assert_close(model.score_items(query, "target", at), full[:, at])
+    assert TextZeroShot(FAST, popularity_weight=0.0).fit(
+        split.train, _options(split)).top_unseen(query, "target", seen, 5) is None
+
+
 def test_popularity_from_text_ranks_a_new_domain_by_items_like_the_popular_ones() -> None:
     """Two words mark the items of both domains; source items with word "hit" sell, with
     "miss" do not: a new target domain's "hit" items get the higher predicted popularity."""

@@ -138,3 +138,49 @@ def test_shared_sources_keep_derived_and_fresh_fits_apart() -> None:
         assert derived[0] is not fresh[0]
         assert fit_sources(specs, sub, opts, base=base)[0] is derived[0]
         assert fit_sources(specs, sub, opts)[0] is fresh[0]
+
+
+class _Sampling(_Fixed):
+    """A source that can nominate without a full score (``top_unseen``) from fixed scores."""
+
+    def top_unseen(self, query, domain, seen, k):  # noqa: ANN001, ANN201
+        z = self.scores.masked_fill(seen, float("-inf")).nan_to_num(neginf=-1e9)
+        return top_n(z.numpy(), k)
+
+    def score_items(self, query, domain, items):  # noqa: ANN001, ANN201
+        return self.scores[:, items]
+
+    def score_pairs(self, query, domain, rows, items):  # noqa: ANN001, ANN201
+        return self.scores[rows, items].numpy()
+
+
+def test_z_sample_standardises_a_sampling_source_over_the_sample_only() -> None:
+    from crossrec.models.base import Query
+    from crossrec.models.ranker.candidates import nominate, sample_items
+
+    rng = np.random.default_rng(11)
+    b, n = 6, 400
+    seen = torch.from_numpy(rng.random((b, n)) < 0.2)
+    first = _Fixed(torch.from_numpy(rng.standard_normal((b, n)).astype(np.float32)))
+    text = torch.from_numpy(rng.standard_normal((b, n)).astype(np.float32))
+    query = Query(torch.arange(b))
+    dense = nominate([first, _Fixed(text)], [20, 15], query, "d", seen)
+    # a sample as large as the domain: the same z-scores as scoring every item
+    whole = nominate([first, _Sampling(text)], [20, 15], query, "d", seen, z_sample=n)
+    for name in ("rows", "items", "scores", "ranks"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(dense, name))
+    np.testing.assert_allclose(whole.zscores, dense.zscores, rtol=1e-5, atol=1e-5)
+    # a sample of 50: the same candidates and scores, z over the sampled unseen items
+    part = nominate([first, _Sampling(text)], [20, 15], query, "d", seen, z_sample=50)
+    np.testing.assert_array_equal(part.items, dense.items)
+    np.testing.assert_array_equal(part.scores, dense.scores)
+    at = sample_items(n, 50)
+    assert len(at) == 50 and np.array_equal(at, sample_items(n, 50))
+    for r in range(b):
+        s = text[r, at].numpy()[~seen[r, at].numpy()]
+        want = (text[r].numpy()[part.items[part.rows == r]] - s.mean()) / s.std()
+        np.testing.assert_allclose(part.zscores[1][part.rows == r], want, rtol=1e-4, atol=1e-5)
+    # the first source is never sampled: it orders the items outside the union
+    only = nominate([_Sampling(text)], [15], query, "d", seen, z_sample=50)
+    np.testing.assert_allclose(only.zscores, nominate([_Fixed(text)], [15], query, "d",
+                                                      seen).zscores, atol=0)

@@ -265,3 +265,25 @@ def test_text_tower_group_fits_scores_and_survives_restore(split) -> None:
     from crossrec.models.ranker.explain import _reason
 
     assert "two-tower" in _reason(model, "text_tower:cz", 0, np.array([1]))
+
+
+def test_z_sample_changes_only_the_text_sources_z_scores(split) -> None:
+    """With ``z_sample`` the max-pooled text source nominates from its nearest-title index and
+    is standardised over a sample: the same candidates, the same features but its ``:z``."""
+    spec = {**FAST, "candidates": [
+        {"name": "itemknn", "train_on": "all", "n": 30},
+        {"name": "text_zero_shot", "label": "text", "pooling": "max", "popularity_weight": 0.0,
+         "n": 20}]}
+    exact = Ranker(spec).fit(split.train, _options())
+    sampled = Ranker({**spec, "z_sample": 25}).restore(split.train, _options(), exact.state())
+    query = Query(torch.arange(30))
+    a, xa = exact._candidates(split.train, query, TARGET)
+    b, xb = sampled._candidates(split.train, query, TARGET)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_array_equal(a.ranks, b.ranks)
+    names = exact.features.names(split.train)
+    differ = [n for j, n in enumerate(names)
+              if not np.allclose(xa[:, j], xb[:, j], atol=1e-5, equal_nan=True)]
+    assert differ == ["text:z"], differ
+    assert torch.isfinite(sampled.score(query, TARGET)).all()

@@ -39,8 +39,11 @@ from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import PAD, user_sequences
 from crossrec.encoders.profile import ProfilerConfig, ProfileResult
 from crossrec.errors import DataError
+from crossrec.models.baselines.max_cosine import NeighbourIndex, max_cosine, pair_cosines
 from crossrec.models.base import FitOptions, Query, Recommender, choose_on_validation, with_column
 from crossrec.models.text import QueryEncoder, TextConfig
+
+NEIGHBOUR_MARGIN = 64  # nearest titles kept per item beyond the k asked (room for seen items)
 
 
 class TextZeroShotConfig(TextConfig):
@@ -162,6 +165,7 @@ class TextZeroShot(Recommender):
         self.profile_vectors: torch.Tensor | None = None  # [P, dim] float32 (fp16 values)
         self.profile_result: ProfileResult | None = None  # of the last fit (not in the state)
         self._queries = QueryEncoder(self.config)
+        self._index: dict[str, NeighbourIndex] = {}
 
     def fit(self, train: MultiDomainDataset, options: FitOptions) -> Self:
         """Encode (or read from the cache) every item text; choose ``w`` on validation; with
@@ -248,6 +252,7 @@ class TextZeroShot(Recommender):
         self.train_data, self.options = train, options
         self.vectors = torch.from_numpy(np.asarray(vectors, dtype=np.float16).astype(np.float32))
         self.popularity = torch.from_numpy(np.asarray(popularity, dtype=np.float32))
+        self._index: dict[str, NeighbourIndex] = {}  # domain -> nearest titles (top_unseen)
 
     def state(self) -> dict[str, np.ndarray]:
         if self.vectors is None:
@@ -310,7 +315,15 @@ class TextZeroShot(Recommender):
     def score(self, query: Query, domain: str) -> torch.Tensor:
         """``[B, n_items(domain)]`` cosine (+ ``w`` x popularity prior)."""
         train = self._check_fitted()
-        items = train.domain_items(domain)  # DataError for an unknown domain
+        return self._scores(query, train.domain_items(domain))  # DataError: unknown domain
+
+    @torch.no_grad()
+    def score_items(self, query: Query, domain: str, items: torch.Tensor) -> torch.Tensor:
+        """``[B, m]`` ``score(query, domain)[:, items]`` (``items``: ``int64 [m]`` local)."""
+        train = self._check_fitted()
+        return self._scores(query, items + train.domain_items(domain).start)
+
+    def _scores(self, query: Query, items: slice | torch.Tensor) -> torch.Tensor:
         if self.config.pooling == "max":
             scores = self.max_cosine(query, items)
         else:
@@ -320,22 +333,49 @@ class TextZeroShot(Recommender):
         return scores
 
     @torch.no_grad()
-    def max_cosine(self, query: Query, items: slice) -> torch.Tensor:
+    def max_cosine(self, query: Query, items: slice | torch.Tensor) -> torch.Tensor:
         """``[B, n]`` each item's largest cosine to one of the user's ``max_history`` most
         recent history items (0 for an empty history)."""
+        return max_cosine(self.vectors, self._histories(query), self.vectors[items])
+
+    def _histories(self, query: Query) -> torch.Tensor:
         train = self._check_fitted()
-        hist = torch.from_numpy(query_histories(train, query, self.config.max_history))
-        block = self.vectors[items]  # [n, dim]
-        out = torch.zeros((len(hist), block.shape[0]))
-        for a in range(0, len(hist), 256):  # the cosines of the chunk's distinct history items
-            h = hist[a:a + 256]
-            distinct, where = torch.unique(h.clamp(min=0), return_inverse=True)
-            sims = self.vectors[distinct] @ block.T  # [U, n]: unit vectors, dot = cosine
-            for r in range(len(h)):
-                rows = where[r][h[r] >= 0]
-                if len(rows):
-                    out[a + r] = sims.index_select(0, rows).amax(dim=0)
-        return out
+        return torch.from_numpy(query_histories(train, query, self.config.max_history))
+
+    @torch.no_grad()
+    def top_unseen(self, query: Query, domain: str, seen: torch.Tensor, k: int
+                   ) -> np.ndarray | None:
+        """``int64 [B, k]`` the ``k`` best unseen items (local) without scoring every item:
+        from each item's precomputed nearest titles (``max_cosine.NeighbourIndex``, built on
+        first use per domain). None where the score is not the max-pooled cosine alone (mean
+        pooling, a popularity weight) or the domain is too large to index."""
+        train = self._check_fitted()
+        if self.config.pooling != "max" or self.weight:
+            return None
+        s = train.domain_items(domain)
+        index = self._index.get(domain)
+        if index is None or index.size < min(k + NEIGHBOUR_MARGIN, s.stop - s.start):
+            if not NeighbourIndex.worth_building(train.n_items, s.stop - s.start):
+                return None
+            index = self._index[domain] = NeighbourIndex(self.vectors, s, k + NEIGHBOUR_MARGIN)
+        return index.top_unseen(self.vectors, s, self._histories(query), seen, k)
+
+    @torch.no_grad()
+    def score_pairs(self, query: Query, domain: str, rows: np.ndarray,
+                    items: np.ndarray) -> np.ndarray:
+        """``float32 [P]`` the scores of (batch row, local item) pairs (``rows`` sorted), equal
+        to ``score(query, domain)[rows, items]`` without scoring every item."""
+        train = self._check_fitted()
+        s = train.domain_items(domain)
+        g = np.asarray(items, dtype=np.int64) + s.start
+        if self.config.pooling == "max":
+            out = pair_cosines(self.vectors, self._histories(query), rows, g)
+        else:
+            u = self.fused_user_vectors(query)[torch.from_numpy(rows)]
+            out = torch.einsum("pd,pd->p", u, self.vectors[torch.from_numpy(g)]).numpy()
+        if self.weight:
+            out = out + self.weight * self.popularity[torch.from_numpy(g)].numpy()
+        return out.astype(np.float32)
 
     @torch.no_grad()
     def retrieval_items(self, domain: str) -> torch.Tensor | None:

@@ -162,8 +162,24 @@ def top_n(z: np.ndarray, k: int) -> np.ndarray:
     return cols[take].reshape(b, k).astype(np.int64)
 
 
+def sample_items(n: int, size: int) -> np.ndarray:
+    """``int64 [min(n, size)]`` a fixed seeded sample of a domain's ``n`` items, sorted: where
+    a sampling source's z-scores are taken (the same items for every user and every call)."""
+    if size >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(0).choice(n, size, replace=False)).astype(np.int64)
+
+
+def _standardise(s: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, 1]`` mean and std of each row's unseen entries (``s``: ``[B, m]``)."""
+    s = s.masked_fill(seen, float("nan"))
+    mean = torch.nanmean(s, dim=1, keepdim=True)
+    std = torch.sqrt(torch.nanmean((s - mean) ** 2, dim=1, keepdim=True)).clamp_min(1e-8)
+    return mean.nan_to_num(0.0), std.nan_to_num(1.0)
+
+
 def nominate(models: list[Recommender], sizes: list[int], query: Query, domain: str,
-             seen: torch.Tensor) -> Candidates:
+             seen: torch.Tensor, z_sample: int = 0) -> Candidates:
     """Score with every source, take each one's top ``sizes[s]`` unseen items, join them.
 
     Args:
@@ -172,31 +188,46 @@ def nominate(models: list[Recommender], sizes: list[int], query: Query, domain: 
         query: the users (``[B]``) and optional history.
         domain: the ranked domain.
         seen: ``bool [B, n]`` items the user already has in ``domain`` (never nominated).
+        z_sample: 0 = every source scores every item. ``m > 0``: a source after the first
+            that can nominate without scoring every item (``top_unseen``; ``score_pairs``
+            scores the candidates) does, and its z-scores are taken over ``sample_items(n, m)``.
     """
     b, n = seen.shape
-    all_scores, all_z, tops = [], [], []
+    dense, sampled, tops = {}, {}, []
     fallback = None
-    for model, size in zip(models, sizes, strict=True):
-        s = model.score(query, domain).detach().to("cpu", torch.float32)
-        s = s.masked_fill(seen, float("nan"))
-        mean = torch.nanmean(s, dim=1, keepdim=True)
-        std = torch.sqrt(torch.nanmean((s - mean) ** 2, dim=1, keepdim=True)).clamp_min(1e-8)
-        z = ((s - mean) / std).nan_to_num(nan=-1e9)
+    for j, (model, size) in enumerate(zip(models, sizes, strict=True)):
+        top = None
+        if z_sample and j > 0 and hasattr(model, "top_unseen"):
+            top = model.top_unseen(query, domain, seen, min(size, n))
+        if top is not None:
+            at = torch.from_numpy(sample_items(n, z_sample))
+            sampled[j] = _standardise(model.score_items(query, domain, at), seen[:, at])
+        else:
+            s = model.score(query, domain).detach().to("cpu", torch.float32)
+            mean, std = _standardise(s, seen)
+            z = ((s - mean) / std).masked_fill(seen, float("nan")).nan_to_num(nan=-1e9)
+            top = top_n(z.numpy(), min(size, n))
+            dense[j] = (s.masked_fill(seen, float("nan")), z)
+            if fallback is None:
+                fallback = z.masked_fill(seen, float("-inf"))
         # [B, k] flat keys row * n + item of the nominations, best first (ties: lower item)
-        tops.append(top_n(z.numpy(), min(size, n)) + (np.arange(b, dtype=np.int64) * n)[:, None])
-        all_scores.append(s)
-        all_z.append(z)
-        if fallback is None:
-            fallback = z.masked_fill(seen, float("-inf"))
+        tops.append(top + (np.arange(b, dtype=np.int64) * n)[:, None])
     # the union, seen items dropped, in row-major order (row, then item)
     keys = np.unique(np.concatenate([t.ravel() for t in tops]))
     keys = keys[~seen.numpy().ravel()[keys]]
     rows, items = keys // max(n, 1), keys % max(n, 1)
     ranks = np.stack([_ranks(t, keys) for t in tops]) if tops else np.zeros((0, len(keys)))
     r, i = torch.from_numpy(rows), torch.from_numpy(items)
-    stack = lambda xs: torch.stack([x[r, i] for x in xs]).numpy()  # noqa: E731
-    return Candidates(rows, items, stack(all_scores), stack(all_z),
-                      ranks.astype(np.float32), fallback)
+    scores = np.empty((len(models), len(keys)), dtype=np.float32)
+    zscores = np.empty_like(scores)
+    for j, model in enumerate(models):
+        if j in dense:
+            scores[j], zscores[j] = dense[j][0][r, i].numpy(), dense[j][1][r, i].numpy()
+        else:
+            mean, std = sampled[j]
+            scores[j] = model.score_pairs(query, domain, rows, items)
+            zscores[j] = (scores[j] - mean[r, 0].numpy()) / std[r, 0].numpy()
+    return Candidates(rows, items, scores, zscores, ranks.astype(np.float32), fallback)
 
 
 def _ranks(top: np.ndarray, keys: np.ndarray) -> np.ndarray:

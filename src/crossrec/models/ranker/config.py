@@ -23,6 +23,11 @@ class RankerConfig(TextConfig):
         candidates: source model tables (``name``, optional ``label``, ``n`` = nominations per
             user, the model's own settings).
         n_candidates: default ``n`` of a source.
+        z_sample: 0 = every source scores every item of the ranked domain. ``m > 0``: a source
+            after the first that can nominate without scoring every item (``top_unseen``:
+            ``text_zero_shot`` with max pooling and no popularity weight, from precomputed
+            nearest titles) does, and its per-user z-scores are taken over a fixed seeded
+            sample of ``m`` of the domain's items (serving cost; ``candidates.nominate``).
         features: feature groups used (``features.GROUPS``; default all but the opt-in
             ``text_tower``); drop one for an ablation.
         episodes: how training labels are carved from the training split: ``cold_users``
@@ -60,6 +65,7 @@ class RankerConfig(TextConfig):
     candidates: list[dict[str, Any]] = Field(
         default_factory=lambda: [dict(s) for s in DEFAULT_SOURCES])
     n_candidates: int = Field(200, ge=1)
+    z_sample: int = Field(0, ge=0)
     features: tuple[str, ...] = DEFAULT_GROUPS
     episodes: EpisodeKind = "cold_users"
     episode_ratio: float = Field(0.3, gt=0.0, le=1.0)

@@ -183,7 +183,8 @@ class Ranker(Recommender):
         s = train.domain_items(domain)
         history = self._history(train, query)
         seen = torch.from_numpy(history[:, s].toarray() > 0)
-        cands = nominate(self.sources, self.sizes, query, domain, seen)
+        cands = nominate(self.sources, self.sizes, query, domain, seen,
+                         self.config.z_sample)
         hist = query_histories(train, query, self.config.max_history)
         users = query.users.detach().cpu().numpy().astype(np.int64).reshape(-1)
         return cands, self.features.build(train, domain, cands, hist, history, users,
@@ -270,7 +271,8 @@ class Ranker(Recommender):
         train = self._check_fitted()
         s = train.domain_items(domain)
         seen = torch.from_numpy(self._history(train, query)[:, s].toarray() > 0)
-        return nominate(self.sources, self.sizes, query, domain, seen)
+        return nominate(self.sources, self.sizes, query, domain, seen,
+                         self.config.z_sample)
 
     def signals(self, query: Query, domain: str, items: np.ndarray, n: int = 3
                 ) -> list[list[Any]]:
