@@ -39,8 +39,8 @@ from crossrec.data.dataset import MultiDomainDataset
 from crossrec.data.sequence import PAD, user_sequences
 from crossrec.encoders.profile import ProfilerConfig, ProfileResult
 from crossrec.errors import DataError
-from crossrec.models.baselines.max_cosine import NeighbourIndex, max_cosine, pair_cosines
 from crossrec.models.base import FitOptions, Query, Recommender, choose_on_validation, with_column
+from crossrec.models.baselines.max_cosine import NeighbourIndex, max_cosine, pair_cosines
 from crossrec.models.text import QueryEncoder, TextConfig
 
 NEIGHBOUR_MARGIN = 64  # nearest titles kept per item beyond the k asked (room for seen items)
