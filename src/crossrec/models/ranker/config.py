@@ -39,6 +39,10 @@ class RankerConfig(TextConfig):
             new inverse); False = every episode source fitted afresh.
         episode_folds: episode draws on disjoint users (items), each with its own candidate
             models; their rows are pooled (``episode_folds x episode_ratio`` must be <= 1).
+        episode_positions: ``last_item`` only: episode sets per fold, position ``p`` labelling
+            the interaction ``p`` steps before each sampled user's last (the later ones
+            dropped), each with its own candidate models; their rows are pooled (``p`` times
+            the labelled queries at ``p`` times the episode cost).
         max_episode_users: cap on labelled users.
         n_shots: ``cold_users``: target rows an episode user keeps (few-shot protocols).
         negatives: at most this many unlabelled candidates per user in LightGBM's training
@@ -70,6 +74,7 @@ class RankerConfig(TextConfig):
     episodes: EpisodeKind = "cold_users"
     episode_ratio: float = Field(0.3, gt=0.0, le=1.0)
     episode_folds: int = Field(1, ge=1, le=10)
+    episode_positions: int = Field(1, ge=1, le=10)
     update_sources: bool = False
     max_episode_users: int = Field(3000, ge=10)
     n_shots: int = Field(0, ge=0)
@@ -122,6 +127,13 @@ class RankerConfig(TextConfig):
         if self.episode_folds * self.episode_ratio > 1.0 + 1e-9:
             raise ValueError(f"episode_folds x episode_ratio must be at most 1 (disjoint "
                              f"folds), got {self.episode_folds} x {self.episode_ratio}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_positions(self) -> RankerConfig:
+        if self.episode_positions > 1 and self.episodes != "last_item":
+            raise ValueError("episode_positions > 1 needs episodes = 'last_item', got "
+                             f"{self.episodes!r}")
         return self
 
     @field_validator("features")

@@ -7,7 +7,9 @@ without ever seeing valid/test truth: a nested split of ``split.train``.
   domain, a seeded sample loses its rows in the ranked domain (all of them, or all but the
   first ``n_shots``); those hidden rows are the labels. Mirrors cold-start / few-shot users.
 - ``last_item``: every sampled user's last training interaction (any domain) is hidden and is
-  the label, ranked in its own domain. Mirrors next-item / leave-one-out protocols.
+  the label, ranked in its own domain. Mirrors next-item / leave-one-out protocols. With
+  ``position = p > 0``, the user's last ``p`` interactions are dropped as well and the one
+  before them is the label: the same question asked ``p`` steps earlier.
 - ``cold_items``: a seeded sample of the ranked domain's items loses every interaction; the
   users who had them are labelled with them. Mirrors cold-start items.
 
@@ -60,7 +62,7 @@ def _sample(rng: np.random.Generator, pool: np.ndarray, ratio: float, cap: int,
 
 def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
                   ratio: float = 0.2, max_users: int = 3000, n_shots: int = 0,
-                  seed: int = 0, fold: int = 0) -> Episodes:
+                  seed: int = 0, fold: int = 0, position: int = 0) -> Episodes:
     """Carve ranker episodes out of ``train`` (see the module docstring).
 
     Args:
@@ -74,6 +76,8 @@ def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
         fold: which block of the seed's permutation is hidden: folds ``0..F-1`` of one seed
             hide disjoint users (items), so ``F`` episode sets together label ``F`` times as
             many users while each fold's candidate models still see ``1 - ratio`` of them.
+        position: ``last_item`` only: label the interaction ``position`` steps before the last
+            (the later ones are dropped, not labelled).
 
     Raises:
         DataError: nothing eligible (e.g. no user has the domain and another one).
@@ -83,17 +87,21 @@ def make_episodes(train: MultiDomainDataset, kind: EpisodeKind, domain: str, *,
     users = inter["user"].to_numpy()
     if kind == "last_item":
         order = np.lexsort((np.arange(len(inter)), inter["timestamp"].to_numpy(), users))
-        last = np.ones(len(order), dtype=bool)
-        last[:-1] = users[order][1:] != users[order][:-1]
+        sorted_users = users[order]
+        # steps from the end of each user's sequence: 0 = the last interaction
+        from_end = np.zeros(len(order), dtype=np.int64)
+        from_end[order] = (pd.Series(sorted_users[::-1]).groupby(sorted_users[::-1])
+                           .cumcount().to_numpy()[::-1])
         size = np.bincount(users, minlength=train.n_users)
-        eligible = np.flatnonzero(size >= 2)
+        eligible = np.flatnonzero(size >= 2 + position)
         if len(eligible) == 0:
-            raise DataError("ranker episodes 'last_item': no user has 2 training interactions")
-        chosen = _sample(rng, eligible, ratio, max_users, fold)
-        rows = order[last]
-        rows = rows[np.isin(users[rows], chosen)]
-        hidden = np.zeros(len(inter), dtype=bool)
-        hidden[rows] = True
+            raise DataError(f"ranker episodes 'last_item': no user has {2 + position} training "
+                            "interactions")
+        chosen = np.isin(users, _sample(rng, eligible, ratio, max_users, fold))
+        hidden = chosen & (from_end == position)
+        dropped = chosen & (from_end < position)
+        labels = inter.loc[hidden, ["user", "item", "domain"]].reset_index(drop=True)
+        return Episodes(train.with_interactions(inter[~(hidden | dropped)]), labels, kind)
     else:
         d = train.info.domain_index(domain)
         in_dom = inter["domain"].to_numpy() == d

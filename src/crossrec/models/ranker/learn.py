@@ -50,13 +50,14 @@ class Ensemble:
 
 
 def train_booster(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
-                  seed: int) -> tuple[Ensemble, dict[str, Any]]:
+                  seed: int, owners: np.ndarray | None = None) -> tuple[Ensemble, dict[str, Any]]:
     """Fit ``c.n_boosters`` boosters (seeds ``seed``, ``seed + 1``, ...) into an ensemble.
+    ``owners``: ``int [G]`` the user of each group; a user's groups are held out together.
 
     Returns:
         The ensemble and ``{"trees", "episode_valid_ndcg@10"}`` (means over the boosters).
     """
-    fitted = [_train_one(x, y, sizes, c, seed + k, c.n_boosters > 1, objective(c, k))
+    fitted = [_train_one(x, y, sizes, c, seed + k, c.n_boosters > 1, objective(c, k), owners)
               for k in range(c.n_boosters)]
     stats = {key: float(np.mean([f[1][key] for f in fitted])) for key in fitted[0][1]}
     stats["trees"] = int(round(stats["trees"]))
@@ -71,8 +72,21 @@ def objective(c: RankerConfig, k: int) -> str:
     return c.objective
 
 
+def held_out(n_groups: int, share: float, seed: int, owners: np.ndarray | None = None
+             ) -> np.ndarray:
+    """``bool [G]`` the groups held out for early stopping: a seeded draw per group, and a
+    user's groups (``owners``) all follow the draw of their first group (with one group a
+    user, that is the per-group draw)."""
+    held = np.random.default_rng(seed).random(n_groups) < share
+    if owners is not None:
+        _, first, inverse = np.unique(owners, return_index=True, return_inverse=True)
+        held = held[first][inverse]
+    return held
+
+
 def _train_one(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
-               seed: int, bag: bool, objective: str) -> tuple[Any, dict[str, Any]]:
+               seed: int, bag: bool, objective: str, owners: np.ndarray | None = None
+               ) -> tuple[Any, dict[str, Any]]:
     """Fit one booster (``bag``: 80 % row and feature subsamples) with LightGBM ``objective``.
 
     Args:
@@ -81,14 +95,16 @@ def _train_one(x: np.ndarray, y: np.ndarray, sizes: np.ndarray, c: RankerConfig,
         sizes: ``int [G]`` rows per group (user).
         c: the ranker config (learning settings).
         seed: the seed of the held-out draw and of LightGBM.
+        owners: ``int [G]`` the user of each group (None: one group a user). A user with several
+            groups (``episode_positions``) is held out or kept whole, by the draw of their
+            first group, so with one group a user the draw is the per-group one.
 
     Returns:
         The booster and ``{"trees", "episode_valid_ndcg@10"}``.
     """
     import lightgbm as lgb
 
-    rng = np.random.default_rng(seed + 1)
-    held = rng.random(len(sizes)) < c.early_stopping_share
+    held = held_out(len(sizes), c.early_stopping_share, seed + 1, owners)
     if held.all() or not held.any():
         held[:] = False
         held[0] = len(sizes) > 1

@@ -89,18 +89,24 @@ class Ranker(Recommender):
         # fitted first, and a source that can (EASE) updates that fit to the episode rows
         full = fit_sources(c.candidates, train, options, self._log) if c.update_sources else None
         for fold in range(c.episode_folds):
-            ep = reuse(("episodes", id(train), c.episodes, options.target, c.episode_ratio,
-                        c.max_episode_users, c.n_shots, options.seed, fold),
-                       lambda f=fold: make_episodes(
-                           train, c.episodes, options.target, ratio=c.episode_ratio,
-                           max_users=c.max_episode_users, n_shots=c.n_shots,
-                           seed=options.seed, fold=f))
-            self._log(f"ranker: {c.episodes} episodes (fold {fold + 1}/{c.episode_folds}): "
-                      f"{len(ep.labels):,} hidden rows of {ep.labels['user'].nunique():,} users")
-            self.sources = fit_sources(c.candidates, ep.train, options, self._log, base=full)
-            self.features.fit(ep.train, self._vectors(ep.train, options), l2=c.l2,
-                              factors=c.factors, seed=options.seed)
-            parts.append(self._episode_rows(ep, options.seed + fold, hits))
+            for pos in range(c.episode_positions):
+                ep = reuse(("episodes", id(train), c.episodes, options.target, c.episode_ratio,
+                            c.max_episode_users, c.n_shots, options.seed, fold, pos),
+                           lambda f=fold, p=pos: make_episodes(
+                               train, c.episodes, options.target, ratio=c.episode_ratio,
+                               max_users=c.max_episode_users, n_shots=c.n_shots,
+                               seed=options.seed, fold=f, position=p))
+                self._log(f"ranker: {c.episodes} episodes (fold {fold + 1}/{c.episode_folds}"
+                          + (f", position {pos}" if c.episode_positions > 1 else "")
+                          + f"): {len(ep.labels):,} hidden rows of "
+                          f"{ep.labels['user'].nunique():,} users")
+                self.sources = fit_sources(c.candidates, ep.train, options, self._log,
+                                           base=full)
+                self.features.fit(ep.train, self._vectors(ep.train, options), l2=c.l2,
+                                  factors=c.factors, seed=options.seed)
+                # the candidate recall reported is that of the latest position's episodes
+                parts.append(self._episode_rows(ep, options.seed + fold + 1000 * pos,
+                                                hits if pos == 0 else [0, 0]))
         x, y, groups, users = (np.concatenate(p) for p in zip(*parts, strict=True))
         self.report["candidate_recall"] = hits[0] / max(hits[1], 1)
         self.report["episode_users"] = len(groups)
@@ -172,7 +178,7 @@ class Ranker(Recommender):
                        owners: np.ndarray, seed: int) -> None:
         from crossrec.models.ranker.learn import train_booster
 
-        self.booster, stats = train_booster(x, y, sizes, self.config, seed)
+        self.booster, stats = train_booster(x, y, sizes, self.config, seed, owners)
         self.report.update(stats)
 
     # --------------------------------------------------------------- scoring
