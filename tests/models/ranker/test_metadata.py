@@ -106,3 +106,24 @@ def test_meta_survives_restore_and_explains(split) -> None:
     src = np.arange(split.train.domain_items(SOURCE).start,
                     split.train.domain_items(SOURCE).start + 3)
     assert _reason(model, "meta:source:max", item, src).startswith("same categories as '")
+
+
+def test_token_columns_do_not_depend_on_the_hash_seed() -> None:
+    """The vocabulary's column order is fixed, so a bundle restored in another process (another
+    PYTHONHASHSEED) sums the same products in the same order as the process that fitted it."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, pandas as pd\n"
+            "from crossrec.data import DatasetBuilder\n"
+            "from crossrec.models.ranker.metadata import item_meta\n"
+            "words = ' '.join(f'w{i}' for i in range(40))\n"
+            "items = pd.DataFrame({'item_id': ['a', 'b'], 'domain': ['x', 'x'],\n"
+            "                      'categories': [words, 'w3 w7 w11'], 'brand': ['Acme', '']})\n"
+            "inter = pd.DataFrame({'user_id': ['u'], 'item_id': ['a'], 'domain': ['x']})\n"
+            "m = item_meta(DatasetBuilder('m').add_interactions(inter).add_items(items).build())\n"
+            "print(m.tokens.indices.tolist())\n")
+    out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout
+           for seed in ("1", "2", "3")}
+    assert len(out) == 1, out

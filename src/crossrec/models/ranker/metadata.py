@@ -80,7 +80,7 @@ def item_meta(train: MultiDomainDataset) -> ItemMeta | None:
         words = set(_WORD.findall(cats[i])) if cats is not None else set()
         if brands is not None and brands[i]:
             words.add("\x1fbrand:" + brands[i])
-        for w in words:
+        for w in sorted(words):  # a fixed column order (set order follows the hash seed)
             rows.append(i)
             cols.append(vocab.setdefault(w, len(vocab)))
     n = train.n_items
