@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from crossrec.eval.topk import top_n
 from crossrec.models.baselines.max_cosine import NeighbourIndex, max_cosine, pair_cosines
-from crossrec.models.ranker.candidates import top_n
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int = 16) -> torch.Tensor:

@@ -89,7 +89,7 @@ def test_max_pooling_is_the_largest_cosine_to_one_history_item() -> None:
 def test_top_unseen_and_pair_scores_equal_the_full_score() -> None:
     """The ranker's cheap path (nearest-title index, pair scores, a sample's scores) gives what
     ``score`` gives; mean pooling or a popularity weight has no index (None)."""
-    from crossrec.models.ranker.candidates import top_n
+    from crossrec.eval.topk import top_n
 
     split = cold_start_users(make_two_domain(), "source", "target", 0.3, seed=0)
     model = TextZeroShot(FAST, pooling="max", popularity_weight=0.0).fit(

@@ -4,6 +4,7 @@ rank through it, so they order tied items the same way.
 Tie rule: among equal scores the lower item index comes first. ``torch.topk`` alone picks an
 arbitrary subset of the items tied at the cut-off (and orders ties arbitrarily), so the top
 ``k + 1`` tells which rows have a tie at the cut-off and only those rows are re-selected exactly.
+``top_n`` is the same rule on a numpy block (the ranker's candidate sources).
 """
 
 from __future__ import annotations
@@ -110,3 +111,30 @@ def exact_top_k(model: Recommender, queries: Sequence[Query], domain: str, k: in
     scores = scores.masked_fill(torch.isnan(scores), float("-inf"))
     values, index = masked_top_k(scores, k, seen)
     return values, index, informative
+
+
+def top_n(z: np.ndarray, k: int) -> np.ndarray:
+    """``int64 [B, k]`` column indices of each row's ``k`` largest values, largest first, equal
+    values in ascending column order: exactly ``argsort(-z, stable)[:, :k]`` (and torch's
+    stable descending sort), without sorting all ``n`` columns.
+
+    A row's k-th largest value ``t`` is found by selection (``torch.topk`` unsorted: whatever
+    order it gives tied values, the k-th largest *value* is the same; ``np.partition`` is 10-20x
+    slower on the many ties of count-like scores); every column with a value ``>= t`` (at least
+    ``k``, more when ``t`` is tied) is then sorted stably by value, and the first ``k`` kept.
+    ``z`` must hold no NaN.
+    """
+    b, n = z.shape
+    k = min(k, n)
+    if k == 0 or b == 0:
+        return np.zeros((b, k), dtype=np.int64)
+    if 4 * k >= n:  # selection saves little: the plain stable sort
+        return np.argsort(-z, axis=1, kind="stable")[:, :k].astype(np.int64)
+    kth = torch.topk(torch.from_numpy(z), k, dim=1, sorted=False).values.amin(dim=1).numpy()
+    rows, cols = np.nonzero(z >= kth[:, None])  # row-major: ascending column within a row
+    # by row, then by value descending; lexsort is stable, so ties keep the column order
+    order = np.lexsort((-z[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    start = np.searchsorted(rows, np.arange(b))  # every row has at least k entries
+    take = (start[:, None] + np.arange(k)[None, :]).ravel()
+    return cols[take].reshape(b, k).astype(np.int64)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossrec.models.ranker.candidates import top_n
+from crossrec.eval.topk import top_n
 
 
 def _full_sort(z: np.ndarray, k: int) -> np.ndarray:

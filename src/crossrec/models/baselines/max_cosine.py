@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from crossrec.eval.topk import top_n
+
 PAD = -1
 MAX_PRODUCTS = 4e9  # largest n_items x n_domain_items the index is built for (~30 s, 1 core)
 
@@ -97,8 +99,6 @@ class NeighbourIndex:
             seen: ``bool [B, n]`` the items never nominated.
             k: items per row (at most ``K``).
         """
-        from crossrec.models.ranker.candidates import top_n
-
         b, n = seen.shape
         k = min(k, n)
         valid = hist >= 0  # [B, L]

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from crossrec.eval.topk import top_n
+
 if TYPE_CHECKING:
     from crossrec.data.dataset import MultiDomainDataset
     from crossrec.models.base import FitOptions, Query, Recommender
@@ -135,33 +137,6 @@ class Candidates:
     fallback: torch.Tensor
 
 
-def top_n(z: np.ndarray, k: int) -> np.ndarray:
-    """``int64 [B, k]`` column indices of each row's ``k`` largest values, largest first, equal
-    values in ascending column order: exactly ``argsort(-z, stable)[:, :k]`` (and torch's
-    stable descending sort), without sorting all ``n`` columns.
-
-    A row's k-th largest value ``t`` is found by selection (``torch.topk`` unsorted: whatever
-    order it gives tied values, the k-th largest *value* is the same; ``np.partition`` is 10-20x
-    slower on the many ties of count-like scores); every column with a value ``>= t`` (at least
-    ``k``, more when ``t`` is tied) is then sorted stably by value, and the first ``k`` kept.
-    ``z`` must hold no NaN.
-    """
-    b, n = z.shape
-    k = min(k, n)
-    if k == 0 or b == 0:
-        return np.zeros((b, k), dtype=np.int64)
-    if 4 * k >= n:  # selection saves little: the plain stable sort
-        return np.argsort(-z, axis=1, kind="stable")[:, :k].astype(np.int64)
-    kth = torch.topk(torch.from_numpy(z), k, dim=1, sorted=False).values.amin(dim=1).numpy()
-    rows, cols = np.nonzero(z >= kth[:, None])  # row-major: ascending column within a row
-    # by row, then by value descending; lexsort is stable, so ties keep the column order
-    order = np.lexsort((-z[rows, cols], rows))
-    rows, cols = rows[order], cols[order]
-    start = np.searchsorted(rows, np.arange(b))  # every row has at least k entries
-    take = (start[:, None] + np.arange(k)[None, :]).ravel()
-    return cols[take].reshape(b, k).astype(np.int64)
-
-
 def sample_items(n: int, size: int) -> np.ndarray:
     """``int64 [min(n, size)]`` a fixed seeded sample of a domain's ``n`` items, sorted: where
     a sampling source's z-scores are taken (the same items for every user and every call)."""
@@ -170,9 +145,9 @@ def sample_items(n: int, size: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, size, replace=False)).astype(np.int64)
 
 
-def _standardise(s: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[B, 1]`` mean and std of each row's unseen entries (``s``: ``[B, m]``)."""
-    s = s.masked_fill(seen, float("nan"))
+def _standardise(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, 1]`` mean and std of each row's non-NaN entries (``s``: ``[B, m]``, seen items
+    NaN)."""
     mean = torch.nanmean(s, dim=1, keepdim=True)
     std = torch.sqrt(torch.nanmean((s - mean) ** 2, dim=1, keepdim=True)).clamp_min(1e-8)
     return mean.nan_to_num(0.0), std.nan_to_num(1.0)
@@ -201,13 +176,15 @@ def nominate(models: list[Recommender], sizes: list[int], query: Query, domain: 
             top = model.top_unseen(query, domain, seen, min(size, n))
         if top is not None:
             at = torch.from_numpy(sample_items(n, z_sample))
-            sampled[j] = _standardise(model.score_items(query, domain, at), seen[:, at])
+            sampled[j] = _standardise(model.score_items(query, domain, at).masked_fill(
+                seen[:, at], float("nan")))
         else:
             s = model.score(query, domain).detach().to("cpu", torch.float32)
-            mean, std = _standardise(s, seen)
-            z = ((s - mean) / std).masked_fill(seen, float("nan")).nan_to_num(nan=-1e9)
+            s = s.masked_fill(seen, float("nan"))
+            mean, std = _standardise(s)
+            z = ((s - mean) / std).nan_to_num(nan=-1e9)
             top = top_n(z.numpy(), min(size, n))
-            dense[j] = (s.masked_fill(seen, float("nan")), z)
+            dense[j] = (s, z)
             if fallback is None:
                 fallback = z.masked_fill(seen, float("-inf"))
         # [B, k] flat keys row * n + item of the nominations, best first (ties: lower item)
