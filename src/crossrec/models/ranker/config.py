@@ -56,6 +56,9 @@ class RankerConfig(TextConfig):
         n_estimators, learning_rate, num_leaves, min_child_samples, early_stopping_rounds:
             LightGBM settings.
         threads: LightGBM threads; 0 = the process-wide policy (``crossrec.threads``).
+        compile_trees: predict through the boosters compiled to native code when the optional
+            ``trees`` extra (lleaves) is installed: the same scores up to float rounding, ~5 x
+            faster (``compiled``); False or without lleaves: LightGBM's own predict.
         decay: recency weight of history text profiles.
         max_history: most recent history items used by the text features.
         l2: ridge penalty of the text maps.
@@ -88,6 +91,7 @@ class RankerConfig(TextConfig):
     min_child_samples: int = Field(20, ge=1)
     early_stopping_rounds: int = Field(40, ge=1)
     threads: int = Field(0, ge=0)
+    compile_trees: bool = True
     decay: float = Field(0.8, gt=0.0, le=1.0)
     max_history: int = Field(50, ge=1)
     l2: float = Field(10.0, gt=0.0)

@@ -63,6 +63,7 @@ class Ranker(Recommender):
                                        links)
         self.sources: list[Recommender] = []
         self.booster: Any = None
+        self._trees: Any = None  # the compiled boosters (None: not tried yet, False: none)
         self.report: dict[str, Any] = {}
         self.source_weight = 0.0
         self._memo: dict | None = None
@@ -179,6 +180,7 @@ class Ranker(Recommender):
         from crossrec.models.ranker.learn import train_booster
 
         self.booster, stats = train_booster(x, y, sizes, self.config, seed, owners)
+        self._trees = None
         self.report.update(stats)
 
     # --------------------------------------------------------------- scoring
@@ -212,13 +214,27 @@ class Ranker(Recommender):
             if key in self._memo:
                 return self._memo[key]
         cands, x = self._candidates(self._check_fitted(), query, domain)
-        pred = (self.booster.predict(x, num_threads=_threads(self.config.threads)) if len(x)
-                else np.zeros(0))
+        pred = self._predict(x)
         if key is not None:
             self._memo[key] = (cands, pred)
         if query.history is None:  # what signals() of one of these users reads back
             self._last = (domain, query.users.detach().cpu().numpy(), cands, x)
         return cands, pred
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        """``float64 [N]`` the boosters' mean score of the feature rows ``x`` (``[N, F]``):
+        through the compiled trees where ``compile_trees`` and lleaves allow (compiled on
+        first use), else LightGBM."""
+        if not len(x):
+            return np.zeros(0)
+        if self._trees is None:
+            from crossrec.models.ranker.compiled import compile_trees
+
+            self._trees = (self.config.compile_trees and compile_trees(self.booster.boosters)
+                           ) or False
+        if self._trees:
+            return self._trees.predict(x)
+        return self.booster.predict(x, num_threads=_threads(self.config.threads))
 
     def user_rows(self, query: Query, domain: str) -> tuple[np.ndarray, np.ndarray]:
         """The candidates (``int64 [C]`` local items) and feature rows (``float32 [C, F]``) of
@@ -288,6 +304,11 @@ class Ranker(Recommender):
 
         return signals(self, query, domain, np.asarray(items, dtype=np.int64).reshape(-1), n)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (Ray's object store) without the compiled trees: native code does not
+        travel; the receiving process compiles them again (or loads them from the cache)."""
+        return {**self.__dict__, "_trees": None}
+
     def importance(self) -> dict[str, float]:
         """LightGBM gain importance per feature, normalised to sum 1."""
         gain = self.booster.feature_importance("gain")
@@ -340,6 +361,7 @@ class Ranker(Recommender):
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             self.sources.append(build_source(spec).restore(train, options, sub))
         self.booster = Ensemble.from_string(bytes(np.asarray(state["booster"])).decode())
+        self._trees = None
         self.source_weight = float(np.asarray(state["source_weight"])[0])
         st = FeatureState()
         if "text.vectors" in state:
