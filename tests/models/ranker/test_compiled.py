@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from crossrec.models.base import Query
-from crossrec.models.ranker import Ranker
-from crossrec.models.ranker import compiled
+from crossrec.models.ranker import Ranker, compiled
 from crossrec.models.ranker.learn import Ensemble
 from crossrec.testing.contract import TARGET
 
