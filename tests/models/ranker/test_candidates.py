@@ -184,3 +184,18 @@ def test_z_sample_standardises_a_sampling_source_over_the_sample_only() -> None:
     only = nominate([_Sampling(text)], [15], query, "d", seen, z_sample=50)
     np.testing.assert_allclose(only.zscores, nominate([_Fixed(text)], [15], query, "d",
                                                       seen).zscores, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(16, 20000), (3, 7), (1, 1)])
+def test_standardise_is_nanmean_bit_for_bit(shape) -> None:
+    from crossrec.models.ranker.candidates import _standardise
+
+    g = torch.Generator().manual_seed(sum(shape))
+    s = torch.randn(shape, generator=g) * 3 + 1
+    s[torch.rand(shape, generator=g) < 0.2] = float("nan")
+    s[0] = float("nan")  # a row with nothing unseen: mean 0, std 1
+    mean, std = _standardise(s)
+    want = torch.nanmean(s, dim=1, keepdim=True)
+    want_std = torch.sqrt(torch.nanmean((s - want) ** 2, dim=1, keepdim=True)).clamp_min(1e-8)
+    assert torch.equal(mean, want.nan_to_num(0.0))
+    assert torch.equal(std, want_std.nan_to_num(1.0))

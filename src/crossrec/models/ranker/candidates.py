@@ -148,8 +148,12 @@ def sample_items(n: int, size: int) -> np.ndarray:
 def _standardise(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, 1]`` mean and std of each row's non-NaN entries (``s``: ``[B, m]``, seen items
     NaN)."""
-    mean = torch.nanmean(s, dim=1, keepdim=True)
-    std = torch.sqrt(torch.nanmean((s - mean) ** 2, dim=1, keepdim=True)).clamp_min(1e-8)
+    # torch.nanmean, bit for bit, in fewer passes (it was a fifth of a served batch's nominate)
+    nan = torch.isnan(s)
+    count = (~nan).sum(dim=1, keepdim=True)
+    mean = s.masked_fill(nan, 0.0).sum(dim=1, keepdim=True) / count
+    dev = (s - mean).pow_(2).masked_fill_(nan, 0.0)
+    std = torch.sqrt(dev.sum(dim=1, keepdim=True) / count).clamp_min(1e-8)
     return mean.nan_to_num(0.0), std.nan_to_num(1.0)
 
 
