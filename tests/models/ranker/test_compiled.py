@@ -93,3 +93,20 @@ def test_ranker_ranks_the_same_with_compiled_trees(tmp_path, monkeypatch) -> Non
     copy = pickle.loads(pickle.dumps(fast))
     assert copy._trees is None
     torch.testing.assert_close(copy.score(Query(fit.users), TARGET), b)
+
+
+@needs_lleaves
+def test_the_cache_keeps_the_most_recently_used_files(tmp_path, monkeypatch) -> None:
+    import os
+
+    monkeypatch.setenv("CROSSREC_CACHE", str(tmp_path))
+    monkeypatch.setattr(compiled, "KEEP", 2)
+    folder = tmp_path / "trees"
+    folder.mkdir()
+    for k, name in enumerate(["old.o", "used.o"]):
+        (folder / name).write_bytes(b"x")
+        os.utime(folder / name, (1000 + k, 1000 + k))
+    ensemble, _ = _ensemble(1)
+    compiled.compile_trees(ensemble.boosters)
+    kept = sorted(f.name for f in folder.iterdir())
+    assert len(kept) == 2 and "used.o" in kept and "old.o" not in kept

@@ -11,7 +11,8 @@ The bagged boosters are merged into one tree list (``explain.merged_trees``) and
 their mean is the merged sum / n. Compiling takes seconds, so the object code is cached under
 ``$CROSSREC_CACHE/trees/``, keyed by the model text, the lleaves and llvmlite versions and the
 host CPU (object code compiled for one CPU may not run on another); it is written to a temporary
-file and renamed, so two server workers compiling at once never read half a file.
+file and renamed, so two server workers compiling at once never read half a file. Every fit
+makes a new model, so the folder keeps the ``KEEP`` most recently used files (tens of KB each).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+KEEP = 64  # compiled models kept in the cache folder (the most recently used)
 
 
 class CompiledTrees:
@@ -88,12 +90,26 @@ def compile_trees(boosters: list[Any]) -> CompiledTrees | None:
             model = lleaves.Model(model_file=model_file)
             if path.exists():
                 model.compile(cache=str(path))
+                os.utime(path)
             else:
                 part = os.path.join(tmp, "trees.o")
                 model.compile(cache=part)
                 os.replace(part, path)
+                _prune(folder)
     except Exception as exc:  # noqa: BLE001 - any failure leaves LightGBM in charge
         log.warning("compiled trees unavailable (%s: %s); predicting with LightGBM",
                     type(exc).__name__, exc)
         return None
     return CompiledTrees(model, len(boosters))
+
+
+def _prune(folder: Any) -> None:
+    """Delete all but the ``KEEP`` most recently used ``*.o`` files of ``folder``."""
+    files = []
+    for f in folder.glob("*.o"):
+        try:
+            files.append((f.stat().st_mtime, f))
+        except FileNotFoundError:  # another process pruned it
+            continue
+    for _, f in sorted(files, reverse=True)[KEEP:]:
+        f.unlink(missing_ok=True)
