@@ -267,7 +267,11 @@ def _meta_reason(model: Ranker, tail: str, item: int, history: np.ndarray) -> st
         history) and domain in train.domains else history[:0]
     if meta is None or not len(pool):
         return "its categories match your history"
-    best = pool[int(np.argmax((meta.tokens[pool] @ meta.tokens[item].T).toarray().ravel()))]
+    t = meta.tokens
+    a, b = t.indptr[item], t.indptr[item + 1]
+    query = np.zeros(t.shape[1], dtype=t.dtype)  # the item's row, dense: one sparse x dense
+    query[t.indices[a:b]] = t.data[a:b]
+    best = pool[int(np.argmax(t[pool] @ query))]
     return f"same categories as '{_title(model, int(best))}' in {domain}"
 
 
