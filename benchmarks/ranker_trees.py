@@ -49,19 +49,24 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from crossrec.bundle import Bundle
+    from crossrec.bundle import Bundle, BundleError
     from crossrec.models.base import Query
     from crossrec.models.ranker.compiled import available, compile_trees
 
     args = parse()
+    if args.users < 1 or args.batch < 1 or args.repeats < 1:
+        raise SystemExit("--users, --batch and --repeats must be at least 1")
     if not available():
         raise SystemExit("lleaves is not installed: pip install 'crossrec[trees]'")
-    bundle = Bundle.load(args.bundle)
+    try:
+        bundle = Bundle.load(args.bundle)
+    except BundleError as exc:
+        raise SystemExit(str(exc)) from None
     model, domain = bundle.model, bundle.target
     if not hasattr(model, "booster"):
         raise SystemExit(f"{args.bundle}: not a ranker bundle ({bundle.config['model']['name']})")
-    users = np.random.default_rng(args.seed).choice(bundle.train.n_users, args.users,
-                                                     replace=False)
+    users = np.random.default_rng(args.seed).choice(
+        bundle.train.n_users, min(args.users, bundle.train.n_users), replace=False)
     batches = [users[a:a + args.batch] for a in range(0, len(users), args.batch)]
     cands, rows = [], []
     for b in batches:
@@ -105,7 +110,10 @@ def main() -> int:
                   f"{out['top10_same']}; compile {compile_s:.1f} s (cached after the first); "
                   f"load {out['loadavg'][0]:.1f}-{out['loadavg'][1]:.1f}")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        try:
+            args.json.write_text(json.dumps(out, indent=2))
+        except OSError as exc:
+            raise SystemExit(f"--json {args.json}: {exc.strerror}") from None
     return 0
 
 
