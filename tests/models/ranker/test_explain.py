@@ -79,7 +79,7 @@ def test_path_tables_are_built_once_per_ensemble(fitted) -> None:
 
 
 def test_merged_trees_give_every_boosters_leaves_in_one_pass(fitted) -> None:
-    from crossrec.models.ranker.explain import merged_trees
+    from crossrec.models.ranker.learn import merged_trees
 
     model, x = fitted
     boosters = model.booster.boosters

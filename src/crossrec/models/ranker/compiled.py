@@ -7,7 +7,7 @@ third of its CPU in those trees (benchmarks/RESULTS.md, serving), so the ranker 
 through compiled trees whenever the optional ``trees`` extra (``pip install crossrec[trees]``)
 is installed, and through LightGBM otherwise (``RankerConfig.compile_trees`` switches it off).
 
-The bagged boosters are merged into one tree list (``explain.merged_trees``) and compiled once;
+The bagged boosters are merged into one tree list (``learn.merged_trees``) and compiled once;
 their mean is the merged sum / n. Compiling takes seconds, so the object code is cached under
 ``$CROSSREC_CACHE/trees/``, keyed by the model text, the lleaves and llvmlite versions and the
 host CPU (object code compiled for one CPU may not run on another); it is written to a temporary
@@ -70,7 +70,7 @@ def compile_trees(boosters: list[Any]) -> CompiledTrees | None:
     installed or cannot read the model (a warning says why; the caller keeps LightGBM)."""
     if not boosters or not available():
         return None
-    from crossrec.models.ranker.explain import merged_trees
+    from crossrec.models.ranker.learn import merged_trees
     from crossrec.paths import cache_dir
 
     merged = merged_trees(boosters) if len(boosters) > 1 else boosters[0]

@@ -124,38 +124,11 @@ def path_tables(ensemble: Any) -> list[PathTable]:
     return tables
 
 
-def merged_trees(boosters: list[Any]) -> Any:
-    """One LightGBM booster holding the trees of ``boosters`` in order, for ``pred_leaf``
-    only (its score would be their sum, not the ensemble's mean): one pass over a request's
-    rows instead of one per booster (each call costs ~0.1-0.2 ms of LightGBM set-up, more
-    than the traversal of 10 rows). None when there is one booster or the model text is not
-    the expected layout."""
-    import lightgbm as lgb
-
-    if len(boosters) < 2:
-        return None
-    texts = [b.model_to_string() for b in boosters]
-    trees: list[str] = []
-    for text in texts:
-        start, end = text.find("\nTree="), text.find("\nend of trees")
-        if start < 0 or end < start:
-            return None
-        # each block: "Tree=<i>\n" then the tree's lines
-        trees += [block.partition("\n")[2].strip("\n")
-                  for block in text[start + 1:end].split("Tree=")[1:]]
-    head = texts[0][:texts[0].find("\nTree=")]
-    # tree_sizes (byte offsets for a parallel load) would be wrong: the loader parses without
-    head = "\n".join(line for line in head.split("\n") if not line.startswith("tree_sizes="))
-    body = "".join(f"Tree={k}\n{t}\n\n" for k, t in enumerate(trees))
-    merged = lgb.Booster(model_str=f"{head}\n\n{body}end of trees\n")
-    if merged.num_trees() != sum(b.num_trees() for b in boosters):
-        return None
-    return merged
-
-
 def path_contributions(ensemble: Any, x: np.ndarray) -> np.ndarray:
     """``float64 [R, F + 1]`` path attributions of the rows ``x``, averaged over the boosters
     (the last column: the expected value); each row sums to the ensemble's score."""
+    from crossrec.models.ranker.learn import merged_trees
+
     boosters = getattr(ensemble, "boosters", [ensemble])
     tables = path_tables(ensemble)
     if not hasattr(ensemble, "_merged_trees"):
