@@ -13,7 +13,17 @@ from crossrec.models.base import (
     Stage,
     TorchRecommender,
 )
-from crossrec.models.baselines import ALS, BPR, EASE, ItemKNN, Pop, SASRec, Transition, UserKNN
+from crossrec.models.baselines import (
+    ALS,
+    BPR,
+    EASE,
+    ItemKNN,
+    Pop,
+    RP3Beta,
+    SASRec,
+    Transition,
+    UserKNN,
+)
 from crossrec.models.baselines.text_zero_shot import TextZeroShot
 from crossrec.models.cross.cmf import CMF
 from crossrec.models.cross.conet import CoNet
@@ -30,6 +40,7 @@ from crossrec.models.ranker import Ranker
 MODELS: dict[str, type[Recommender]] = {
     "pop": Pop,
     "itemknn": ItemKNN,
+    "rp3beta": RP3Beta,
     "userknn": UserKNN,
     "ease": EASE,
     "bpr": BPR,

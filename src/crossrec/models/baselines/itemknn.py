@@ -33,26 +33,37 @@ class ItemKNNConfig(BaselineConfig):
 
 
 def item_similarity(
-    matrix: sp.csr_matrix, columns: slice, *, neighbors: int, shrink: float
+    matrix: sp.csr_matrix, columns: slice, *, neighbors: int, shrink: float,
+    user_power: float = 0.0, row_power: float = 0.5, column_power: float = 0.5,
 ) -> sp.csr_matrix:
-    """Shrunk cosine similarity of every item to the items in ``columns``, top-k per row.
+    """Item-item similarity of every item to the items in ``columns``, top-k per row.
 
-    ``sim[i, j] = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)`` on binary data, with
-    ``sim[i, i] = 0``; each row keeps its ``neighbors`` largest entries (ties: lower column).
+    ``sim[i, j] = sum_{u in U_i ∩ U_j} |I_u|^-user_power / (|U_i|^row_power |U_j|^column_power
+    + shrink)`` on binary data, with ``sim[i, i] = 0``; each row keeps its ``neighbors``
+    largest entries (ties: lower column). The defaults are the shrunk cosine
+    ``|U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)``; ``user_power = row_power = alpha``,
+    ``column_power = beta``, ``shrink = 0`` is RP3beta's walk (``rp3beta.py``).
 
     Args:
         matrix: binary user x item matrix ``[n_users, n_items]``.
         columns: the items (columns of ``matrix``) similarities are computed to.
         neighbors: entries kept per row.
         shrink: shrinkage term (0 = plain cosine).
+        user_power: a co-occurrence through user ``u`` weighs ``|I_u|^-user_power``.
+        row_power, column_power: the powers of the two items' user counts dividing it.
 
     Returns:
         float32 CSR ``[n_items, columns.stop - columns.start]``.
     """
     matrix = matrix.tocsr().astype(np.float32)
     n_items = matrix.shape[1]
-    norms = np.sqrt(np.asarray(matrix.sum(axis=0)).ravel()).astype(np.float32)
+    counts = np.asarray(matrix.sum(axis=0)).ravel()
+    row_norms, col_norms = _power(counts, row_power), _power(counts, column_power)
     by_item = matrix.T.tocsr()  # [n_items, n_users]
+    if user_power:
+        per_user = np.asarray(matrix.sum(axis=1)).ravel()
+        weight = np.power(np.maximum(per_user, 1.0), -user_power).astype(np.float32)
+        by_item = (by_item @ sp.diags(weight)).tocsr()
     to = matrix[:, columns].tocsc()  # [n_users, n_cols]
     n_cols = to.shape[1]
     chunk = max(1, MAX_BLOCK_ENTRIES // max(1, n_cols))
@@ -63,7 +74,7 @@ def item_similarity(
         co.sort_indices()
         co = co.tocoo()
         rows, cols = co.row.astype(np.int64), co.col.astype(np.int64)
-        data = co.data / (norms[rows + start] * norms[cols + columns.start] + shrink)
+        data = co.data / (row_norms[rows + start] * col_norms[cols + columns.start] + shrink)
         keep = (rows + start != cols + columns.start) & (data > 0)
         rows, cols, data = rows[keep], cols[keep], data[keep].astype(np.float32)
         order = np.lexsort((cols, -data, rows))  # by row, then similarity desc, then column
@@ -78,6 +89,11 @@ def item_similarity(
     sim = sp.vstack(blocks, format="csr").astype(np.float32)
     sim.sort_indices()
     return sim
+
+
+def _power(x: np.ndarray, p: float) -> np.ndarray:
+    """``float32 x ** p``; ``np.sqrt`` for 0.5 (the cosine's norms, as they always were)."""
+    return (np.sqrt(x) if p == 0.5 else np.power(x, p)).astype(np.float32)
 
 
 class ItemKNN(Recommender):
@@ -112,6 +128,10 @@ class ItemKNN(Recommender):
         self._domain_similarity(options.target)  # the others when first scored or saved
         return self
 
+    def _terms(self) -> dict[str, float]:
+        """The weighting of ``item_similarity`` (the shrunk cosine)."""
+        return {"shrink": self.config.shrink}
+
     def _domain_similarity(self, domain: str) -> sp.csr_matrix:
         """``[n_catalogue, n_items(domain)]`` similarities, computed on first use: a merged
         catalogue scored on its target only never pays for the source domains' columns."""
@@ -121,7 +141,7 @@ class ItemKNN(Recommender):
             items = train.domain_items(domain)
             columns = slice(items.start - catalogue.start, items.stop - catalogue.start)
             self.similarity[domain] = item_similarity(
-                self._matrix, columns, neighbors=self.config.neighbors, shrink=self.config.shrink
+                self._matrix, columns, neighbors=self.config.neighbors, **self._terms()
             )
         return self.similarity[domain]
 
