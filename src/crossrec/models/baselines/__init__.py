@@ -1,6 +1,6 @@
-"""Baselines: popularity, item-item and user-user kNN, RP3beta, EASE, BPR-MF and implicit ALS (each on the
-target or all domains); the sequential SASRec and item-transition models over mixed-domain
-sequences."""
+"""Baselines: popularity, item-item and user-user kNN, RP3beta, EASE, BPR-MF and implicit ALS
+(each on the target or all domains); the sequential SASRec and item-transition models over
+mixed-domain sequences."""
 
 from crossrec.models.baselines.als import ALS, ALSConfig
 from crossrec.models.baselines.bpr import BPR, BPRConfig
@@ -13,5 +13,5 @@ from crossrec.models.baselines.transition import Transition, TransitionConfig
 from crossrec.models.baselines.userknn import UserKNN, UserKNNConfig
 
 __all__ = ["ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "ItemKNN",
-           "ItemKNNConfig", "Pop", "PopConfig", "RP3Beta", "RP3BetaConfig", "SASRec", "SASRecConfig", "Transition",
-           "TransitionConfig", "UserKNN", "UserKNNConfig"]
+           "ItemKNNConfig", "Pop", "PopConfig", "RP3Beta", "RP3BetaConfig", "SASRec",
+           "SASRecConfig", "Transition", "TransitionConfig", "UserKNN", "UserKNNConfig"]
