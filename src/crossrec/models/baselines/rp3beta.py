@@ -27,12 +27,13 @@ class RP3BetaConfig(BaselineConfig):
 
     Attributes:
         neighbors: similar items kept per item and per scored domain.
-        alpha: power of the walk's transition probabilities (1 = the plain walk P3).
+        alpha: power of the walk's transition probabilities (1 = the plain walk P3; 0 = counts
+            of shared users).
         beta: power of the reached item's popularity dividing the score (0 = no damping).
     """
 
     neighbors: int = Field(200, ge=1)
-    alpha: float = Field(1.0, gt=0.0)
+    alpha: float = Field(1.0, ge=0.0)
     beta: float = Field(0.5, ge=0.0)
 
 
