@@ -127,3 +127,56 @@ def test_token_columns_do_not_depend_on_the_hash_seed() -> None:
                           env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout
            for seed in ("1", "2", "3")}
     assert len(out) == 1, out
+
+
+def _per_user_reference(meta, gitems, starts, hist, dom, n_domains, decay):
+    """The per-user formulation the batched ``meta_features`` replaced."""
+    feats = np.full((len(gitems), 2 * n_domains + 1), np.nan, dtype=np.float32)
+    cand = meta.tokens[gitems]
+    for r in range(hist.shape[0]):
+        a, b = starts[r], starts[r + 1]
+        valid = hist[r] >= 0
+        if a == b or not valid.any():
+            continue
+        h, hd = hist[r][valid], dom[r][valid]
+        ht = meta.tokens[h]
+        sims = (cand[a:b] @ ht.T).toarray()
+        gram = (ht @ ht.T).toarray()
+        for d in range(n_domains):
+            m = np.flatnonzero(hd == d)
+            if not len(m):
+                continue
+            w = decay ** np.arange(len(m))[::-1]
+            norm = np.sqrt(max(float(w @ gram[np.ix_(m, m)] @ w), 0.0))
+            feats[a:b, 2 * d] = sims[:, m].max(1)
+            feats[a:b, 2 * d + 1] = sims[:, m] @ w / norm if norm > 0 else 0.0
+        cb, hb = meta.brand[gitems[a:b]], meta.brand[h]
+        feats[a:b, -1] = np.where(cb >= 0, (cb[:, None] == hb[None, :]).mean(1), np.nan)
+    return list(feats.T)
+
+
+def test_batched_products_equal_the_per_user_ones_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+    n_items, words = 300, [f"w{i}" for i in range(40)]
+    items = pd.DataFrame({
+        "item_id": [f"i{k}" for k in range(n_items)],
+        "domain": rng.choice(["x", "y"], n_items),
+        "categories": [" ".join(rng.choice(words, rng.integers(0, 6))) for _ in range(n_items)],
+        "brand": rng.choice(["", "acme", "zeta", "orbit"], n_items)})
+    inter = pd.DataFrame({"user_id": ["u"] * n_items, "item_id": items["item_id"],
+                          "domain": items["domain"]})
+    data = DatasetBuilder("m").add_interactions(inter).add_items(items).build()
+    meta = item_meta(data)
+    b, length = 7, 12
+    hist = rng.integers(0, n_items, (b, length))
+    for r, pad in enumerate([0, 3, 12, 5, 0, 11, 1]):  # left padding; user 2 has none
+        hist[r, :pad] = -1
+    dom = np.where(hist >= 0, rng.integers(0, 2, hist.shape), -1)
+    sizes = np.array([5, 0, 9, 4, 13, 2, 6])  # user 1 has no candidates
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    gitems = rng.integers(0, n_items, starts[-1])
+    got = meta_features(meta, gitems, starts, hist, dom, 2, 0.8)
+    ref = _per_user_reference(meta, gitems, starts, hist, dom, 2, 0.8)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(g, r)
+    assert np.isfinite(got[0][starts[3]:starts[4]]).any()

@@ -104,10 +104,34 @@ def meta_names(domains: tuple[str, ...], meta: ItemMeta | None) -> list[str]:
     return out + (["meta:brand"] if meta.brand is not None else [])
 
 
+def _blocks(tokens: sp.csr_matrix, owner: np.ndarray, n_owners: int) -> sp.csr_matrix:
+    """``tokens`` (``[N, T]``) with row ``i``'s columns moved to block ``owner[i]``
+    (``[N, n_owners * T]``): a product of two such matrices holds only same-owner pairs."""
+    n_tok = tokens.shape[1]
+    per_row = np.diff(tokens.indptr)
+    cols = tokens.indices.astype(np.int64) + n_tok * np.repeat(owner, per_row)
+    return sp.csr_matrix((tokens.data, cols, tokens.indptr), shape=(tokens.shape[0],
+                                                                    n_owners * n_tok))
+
+
+def _dense_blocks(prod: sp.csr_matrix, row_owner: np.ndarray, col_start: np.ndarray,
+                  width: int) -> np.ndarray:
+    """``float32 [N, width]``: row ``i`` of a block product, its columns counted from its
+    owner's first column (``col_start[row_owner[i]]``); absent entries 0, as ``toarray``."""
+    prod = prod.tocoo()
+    out = np.zeros((prod.shape[0], max(width, 1)), dtype=np.float32)
+    out[prod.row, prod.col - col_start[row_owner[prod.row]]] = prod.data
+    return out
+
+
 def meta_features(meta: ItemMeta | None, gitems: np.ndarray, starts: np.ndarray,
                   hist: np.ndarray, dom: np.ndarray, n_domains: int, decay: float
                   ) -> list[np.ndarray]:
     """``float32 [P]`` columns in ``meta_names`` order.
+
+    Every user's candidate x history and history x history token products come from two
+    sparse products over user-blocked token columns (``_blocks``): each entry is summed in
+    the same order as a per-user product, so the values are the same bit for bit.
 
     Args:
         gitems: ``int64 [P]`` global candidate items, grouped by batch row.
@@ -118,29 +142,39 @@ def meta_features(meta: ItemMeta | None, gitems: np.ndarray, starts: np.ndarray,
     if meta is None:
         return []
     n_cols = 2 * n_domains + (meta.brand is not None)
+    b = hist.shape[0]
     feats = np.full((len(gitems), n_cols), np.nan, dtype=np.float32)
-    cand = meta.tokens[gitems]  # [P, T]
-    for r in range(hist.shape[0]):
-        a, b = starts[r], starts[r + 1]
-        valid = hist[r] >= 0
-        if a == b or not valid.any():
+    valid = hist >= 0
+    lengths = valid.sum(1)
+    h_owner, _ = np.nonzero(valid)  # row-major: each user's history, oldest first
+    h_items, h_dom = hist[valid], dom[valid]
+    h_start = np.concatenate([[0], np.cumsum(lengths)])
+    c_owner = np.repeat(np.arange(b), np.diff(starts))
+    ht = _blocks(meta.tokens[h_items], h_owner, b)  # [sum L_r, B * T]
+    cand = _blocks(meta.tokens[gitems], c_owner, b)  # [P, B * T]
+    width = int(lengths.max()) if b else 0
+    sims_all = _dense_blocks((cand @ ht.T).tocsr(), c_owner, h_start, width)  # [P, L_max]
+    gram_all = _dense_blocks((ht @ ht.T).tocsr(), h_owner, h_start, width)  # [sum L_r, L_max]
+    for r in range(b):
+        a, z = starts[r], starts[r + 1]
+        n_h = lengths[r]
+        if a == z or not n_h:
             continue
-        h = hist[r][valid]
-        hd = dom[r][valid]
-        ht = meta.tokens[h]  # [L_r, T]
-        sims = (cand[a:b] @ ht.T).toarray()  # [C, L_r], oldest first
-        gram = (ht @ ht.T).toarray()  # [L_r, L_r]
+        h = h_items[h_start[r]:h_start[r + 1]]
+        hd = h_dom[h_start[r]:h_start[r + 1]]
+        sims = sims_all[a:z, :n_h]  # [C, L_r], oldest first
+        gram = gram_all[h_start[r]:h_start[r + 1], :n_h]  # [L_r, L_r]
         for d in range(n_domains):
             m = np.flatnonzero(hd == d)
             if not len(m):
                 continue
             w = decay ** np.arange(len(m))[::-1]
             norm = np.sqrt(max(float(w @ gram[np.ix_(m, m)] @ w), 0.0))
-            feats[a:b, 2 * d] = sims[:, m].max(1)
-            feats[a:b, 2 * d + 1] = sims[:, m] @ w / norm if norm > 0 else 0.0
+            feats[a:z, 2 * d] = sims[:, m].max(1)
+            feats[a:z, 2 * d + 1] = sims[:, m] @ w / norm if norm > 0 else 0.0
         if meta.brand is not None:
-            cb = meta.brand[gitems[a:b]]
+            cb = meta.brand[gitems[a:z]]
             hb = meta.brand[h]
             share = (cb[:, None] == hb[None, :]).mean(1)
-            feats[a:b, -1] = np.where(cb >= 0, share, np.nan)
+            feats[a:z, -1] = np.where(cb >= 0, share, np.nan)
     return list(feats.T)
