@@ -81,10 +81,6 @@ def serve(
     batch_users: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent /recommend "
                                              "requests scored by one model call, at most "
                                              "(1: each alone)")] = 32,
-    score_threads: Annotated[int, typer.Option(min=1, max=64, help="Batches scored at once, "
-                                               "each on its own thread: one process on several "
-                                               "cores (torch/BLAS threads are divided among "
-                                               "them)")] = 1,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS "
                                                   "(with --tls-key)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
@@ -140,8 +136,7 @@ def serve(
     try:
         settings = _settings(
             auth=not no_auth, keys_file=keys_file, admin_keys_file=admin_keys_file,
-            events=events, batch_users=batch_users, score_threads=score_threads,
-            tls_cert=tls_cert, tls_key=tls_key,
+            events=events, batch_users=batch_users, tls_cert=tls_cert, tls_key=tls_key,
             header_timeout_s=header_timeout, body_timeout_s=body_timeout,
             keep_alive_s=keep_alive, max_requests_per_connection=max_requests_per_connection,
             max_connections=limit_concurrency, max_header_bytes=max_header_bytes,
@@ -151,10 +146,6 @@ def serve(
             retrieval=_retrieval_config(retrieval, vectors, quantize_user_encoder, ef_search,
                                         nprobe))
         options = settings.uvicorn_options()  # TLS files checked before the bundle loads
-        if score_threads > 1:  # the scoring threads share the cores torch and BLAS would use
-            from crossrec.threads import configure, current
-
-            configure(max(1, current() // score_threads))
         source = BundleSource(bundle)
         b = source.load()
         api = serving.create_app(b, settings, source=source)  # checks keys, event store

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import httpx
@@ -165,86 +164,3 @@ def test_the_wait_is_a_share_of_the_last_batchs_time():
         return await task
 
     assert asyncio.run(run()) == "answer-c"
-
-
-class Parallel(Flaky):
-    """A Flaky whose calls take 50 ms and record how many ran at the same time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.running = self.most = 0
-        self.lock = threading.Lock()
-
-    def recommend(self, user_ids, domain, k, exclude_seen=True, *, explain=0):
-        with self.lock:
-            self.running += 1
-            self.most = max(self.most, self.running)
-        try:
-            time.sleep(0.05)
-            return super().recommend(user_ids, domain, k, exclude_seen, explain=explain)
-        finally:
-            with self.lock:
-                self.running -= 1
-
-
-def test_threads_share_the_queue_and_score_at_once():
-    slow, batcher = Parallel(), RecommendBatcher(threads=2)
-
-    async def run():
-        return await asyncio.gather(*(batcher.recommend(slow, u, "d", 5, True, 0)
-                                      for u in "abcdef"), return_exceptions=True)
-
-    try:
-        got = asyncio.run(run())
-    finally:
-        batcher.close()
-    assert got == [f"answer-{u}" for u in "abcdef"]
-    # six queued requests, two free threads: two batches of three, scored at the same time
-    assert sorted(map(tuple, slow.calls)) == [("a", "b", "c"), ("d", "e", "f")]
-    assert slow.most == 2 and (batcher.batches, batcher.requests) == (2, 6)
-
-
-def test_threaded_errors_reach_only_their_request_and_later_batches_queue():
-    slow, batcher = Parallel(), RecommendBatcher(threads=2, max_users=2)
-
-    async def run():
-        return await asyncio.gather(*(batcher.recommend(slow, u, "d", 5, True, 0)
-                                      for u in ("a", "bad", "c", "d", "e")),
-                                    return_exceptions=True)
-
-    try:
-        a, bad, c, d, e = asyncio.run(run())
-    finally:
-        batcher.close()
-    assert (a, c, d, e) == ("answer-a", "answer-c", "answer-d", "answer-e")
-    assert isinstance(bad, DataError)
-    assert slow.most <= 2  # never more batches in flight than threads
-    assert ["a", "bad"] in slow.calls and ["bad"] in slow.calls  # retried one at a time
-    with pytest.raises(ValueError, match="threads"):
-        RecommendBatcher(threads=0)
-
-
-def test_threaded_http_answers_equal_sequential_ones(bundle, tmp_path):
-    from crossrec.serving.app import create_app
-    from crossrec.serving.auth import KeyRing, digest
-    from crossrec.serving.settings import ServeSettings
-
-    app = create_app(bundle, ServeSettings(events=str(tmp_path / "events.sqlite"),
-                                           score_threads=2), keys=KeyRing([digest(KEY)]))
-    users = some_users(bundle, 15)
-
-    async def run():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            async def one(u):
-                r = await http.post("/recommend", json={"user_id": u, "k": 10}, headers=AUTH)
-                assert r.status_code == 200, r.text
-                return r.json()
-
-            return await asyncio.gather(*(one(u) for u in users))
-
-    together = asyncio.run(run())
-    app.state.batcher.close()
-    for u, got in zip(users, together, strict=True):
-        alone = bundle.recommend([u], "target", 10)[0]
-        assert [i["item_id"] for i in got["items"]] == alone.item_ids

@@ -119,7 +119,7 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         return Served.prepare(b)
 
     reloader = Reloader(prepare(bundle), source, metrics, prepare)
-    batcher = RecommendBatcher(settings.batch_users, threads=settings.score_threads)
+    batcher = RecommendBatcher(settings.batch_users)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -131,7 +131,6 @@ def create_app(bundle: Bundle, settings: ServeSettings | None = None, *,
         yield
         gc.unfreeze()  # an app built and stopped in a longer process (tests) leaves no trace
         reloader.remove_sighup()
-        batcher.close()
         store.close()
 
     # FastAPI's own OpenTelemetry hooks are off: the service exports Prometheus metrics, and

@@ -19,16 +19,6 @@ closed-loop clients. So when the last batch held several requests and ended less
 a fast model loses at most that share of its throughput). A lone client (batches of one)
 never waits.
 
-With ``threads > 1`` a batch is scored on a pool of that many threads instead of on the event
-loop: while one batch is scored, the loop keeps parsing requests and the next batch starts on
-another thread, so one process uses several cores (the heavy parts, numpy / torch kernels and
-the compiled trees, release the GIL). Unlike several worker processes, nothing depends on how
-keep-alive connections happen to split between processes, and the bundle is held once. At
-most ``threads`` batches are in flight, the queue shared evenly among the free threads (16
-requests, 2 free threads: two batches of 8); requests arriving meanwhile queue for the next
-free thread. The bundle must be safe to read from several threads (it is read-only while
-served; a hot reload swaps it whole).
-
 Scores equal those of a one-user call up to float rounding (a matrix product instead of a
 matrix-vector one). A batch that raises is retried one request at a time, so an error reaches
 only the request that caused it. Requests with a ``history`` are not batched (the caller scores
@@ -38,9 +28,6 @@ them directly).
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,15 +40,9 @@ class RecommendBatcher:
     """Collects the ``recommend`` calls of one event-loop turn and scores them together."""
 
     def __init__(self, max_users: int = 32, wait_s: float = 0.003, wait_share: float = 0.05,
-                 busy_s: float = 0.05, threads: int = 1) -> None:
+                 busy_s: float = 0.05) -> None:
         if max_users < 1:
             raise ValueError(f"max_users must be at least 1, got {max_users}")
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
-        self.threads = threads  # batches scored at once (1: on the event loop itself)
-        self._pool: ThreadPoolExecutor | None = None  # started on the first threaded batch
-        self._in_flight = 0  # batches being scored on the pool
-        self._count_lock = threading.Lock()
         self.max_users = max_users
         self.wait_s = wait_s  # longest wait for more requests when busy (0: never wait)
         self.wait_share = wait_share  # ... as a share of the last batch's time
@@ -102,86 +83,32 @@ class RecommendBatcher:
     def _run(self) -> None:
         self._scheduled = False
         self._timer = None
-        if self.threads > 1:
-            self._dispatch()
-            return
         groups, self._pending = self._pending, {}
         self._last_size, self._queued = self._queued, 0
         began = asyncio.get_running_loop().time()
         for (_, domain, k, exclude_seen, explain), (bundle, calls) in groups.items():
             for start in range(0, len(calls), self.max_users):
-                part = calls[start:start + self.max_users]
-                self._deliver(part, self._score(bundle, [u for u, _ in part], domain, k,
-                                                exclude_seen, explain))
+                self._score(bundle, calls[start:start + self.max_users], domain, k,
+                            exclude_seen, explain)
         self._last_end = asyncio.get_running_loop().time()
         self._last_seconds = self._last_end - began
 
-    def _dispatch(self) -> None:
-        """Threaded: hand queued batches to free threads (the rest wait for one)."""
-        loop = asyncio.get_running_loop()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="crossrec-score")
-        while self._pending and self._in_flight < self.threads:
-            key = next(iter(self._pending))
-            bundle, calls = self._pending[key]
-            # the queue shared among the free threads (16 queued, 2 free: 8 each)
-            free = self.threads - self._in_flight
-            size = min(self.max_users, -(-len(calls) // free))
-            part, rest = calls[:size], calls[size:]
-            if rest:
-                self._pending[key] = (bundle, rest)
-            else:
-                del self._pending[key]
-            self._queued -= len(part)
-            self._in_flight += 1
-            _, domain, k, exclude_seen, explain = key
-            job = loop.run_in_executor(self._pool, self._timed, bundle, [u for u, _ in part],
-                                       domain, k, exclude_seen, explain)
-            job.add_done_callback(lambda done, part=part: self._finished(part, done))
-
-    def _timed(self, *args: object) -> tuple[list, float]:
-        began = time.perf_counter()
-        out = self._score(*args)  # type: ignore[arg-type]
-        return out, time.perf_counter() - began
-
-    def _finished(self, part: list[tuple[str, asyncio.Future]], done: asyncio.Future) -> None:
-        """On the loop: answer a threaded batch's requests, start the next batch."""
-        self._in_flight -= 1
-        outcomes, seconds = done.result()  # _score never raises
-        self._last_size, self._last_seconds = len(part), seconds
-        self._last_end = asyncio.get_running_loop().time()
-        self._deliver(part, outcomes)
-        if self._pending and not self._scheduled:
-            self._dispatch()
-
-    def _score(self, bundle: Bundle, users: list[str], domain: str, k: int,
-               exclude_seen: bool, explain: int) -> list[tuple[object, BaseException | None]]:
-        """``(recommendation, None)`` or ``(None, error)`` per user; a batch that raises is
-        retried one user at a time, so an error goes only where it belongs. Touches no
-        future (it may run on a scoring thread)."""
+    def _score(self, bundle: Bundle, calls: list[tuple[str, asyncio.Future]], domain: str,
+               k: int, exclude_seen: bool, explain: int) -> None:
         try:
-            recs = bundle.recommend(users, domain, k, exclude_seen, explain=explain)
+            recs = bundle.recommend([u for u, _ in calls], domain, k, exclude_seen,
+                                    explain=explain)
         except Exception as e:  # noqa: BLE001 - handed to the awaiting request(s)
-            if len(users) == 1:
-                return [(None, e)]
-            return [self._score(bundle, [u], domain, k, exclude_seen, explain)[0]
-                    for u in users]
-        with self._count_lock:
-            self.batches += 1
-            self.requests += len(users)
-        return [(rec, None) for rec in recs]
-
-    @staticmethod
-    def _deliver(part: list[tuple[str, asyncio.Future]],
-                 outcomes: list[tuple[object, BaseException | None]]) -> None:
-        for (_, future), (rec, error) in zip(part, outcomes, strict=True):
-            _settle(future, result=rec, error=error)
-
-    def close(self) -> None:
-        """Stop the scoring threads (after the batches in flight)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+            if len(calls) == 1:
+                _settle(calls[0][1], error=e)
+                return
+            for call in calls:  # one at a time: the error goes only where it belongs
+                self._score(bundle, [call], domain, k, exclude_seen, explain)
+            return
+        self.batches += 1
+        self.requests += len(calls)
+        for (_, future), rec in zip(calls, recs, strict=True):
+            _settle(future, result=rec)
 
 
 def _settle(future: asyncio.Future, result: object = None,

@@ -53,9 +53,6 @@ class ServeSettings(BaseModel):
         batch_users: concurrent ``POST /recommend`` requests (without a history) scored by
             one ``Bundle.recommend`` call, at most (``crossrec.serving.batching``); 1 scores
             each request alone.
-        score_threads: batches scored at once, each on its own thread (``threads`` of
-            ``crossrec.serving.batching``): one process uses that many cores without several
-            worker processes; 1 = on the event loop.
         log_key_env: environment variable with the secret of the keyed hash (HMAC-SHA256) of
             user ids in logs; a random per-process secret when unset.
         retrieval: how the top k are found (``crossrec.serving.retrieval``): exact scoring by
@@ -88,7 +85,6 @@ class ServeSettings(BaseModel):
     max_batch_events: int = Field(1000, ge=1)
     explain_items: int = Field(3, ge=1, le=50)
     batch_users: int = Field(32, ge=1, le=1024)
-    score_threads: int = Field(1, ge=1, le=64)
     log_key_env: str = LOG_KEY_ENV
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
