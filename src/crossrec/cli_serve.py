@@ -121,11 +121,11 @@ def serve(
     import logging
     import os
     import secrets
-    import socket
 
     import uvicorn
 
     from crossrec.serving import app as serving
+    from crossrec.serving.listen import worker_socket
     from crossrec.serving.reload import SUPERVISOR_ENV
     from crossrec.serving.store import BundleSource
 
@@ -176,10 +176,12 @@ def serve(
     config = uvicorn.Config("crossrec.serving.app:app_from_env", factory=True, workers=processes,
                             host=host, port=port, log_level=log_level,
                             timeout_worker_healthcheck=120, **options)
-    sock = config.bind_socket()
-    # accepted connections inherit TCP_NODELAY (Linux); without it a keep-alive answer written
-    # as headers + body waits for the client's delayed ACK (~40 ms a request)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # each worker listens on its own SO_REUSEPORT socket: the kernel spreads the connections
+    # (one shared socket let one worker take all the keep-alive connections opened together)
+    try:
+        sock = worker_socket(host, port)
+    except OSError as e:
+        _fail(ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}"))
     Multiprocess(config, sockets=[sock]).run()
 
 
