@@ -42,6 +42,9 @@ async def echo(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
     await send({"type": "http.response.body", "body": body})
 
 
+_running: list = []  # the servers serving() started, latest last
+
+
 @contextmanager
 def serving(app, **settings) -> Iterator[int]:  # noqa: ANN001
     """``app`` served by uvicorn with ``ServeSettings(**settings).uvicorn_options()``."""
@@ -54,6 +57,7 @@ def serving(app, **settings) -> Iterator[int]:  # noqa: ANN001
                                            **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    _running.append(server)
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -114,6 +118,34 @@ def test_keep_alive_clients_are_served_and_capped_per_connection():
             answer = s.recv(4096)
             assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(str(i).encode())
         assert s.recv(4096) == b""  # the third answer closed it
+        assert b"connection: close" in answer.lower()  # and said so
+
+
+def test_shutdown_drains_idle_keep_alive_connections():
+    """On a graceful shutdown an idle keep-alive connection is not closed under a client that
+    is about to send on it: a request within the drain time is answered ("connection: close",
+    then closed), and a connection that stays idle is closed when the drain time is over."""
+    with serving(echo, **{**FAST, "header_timeout_s": 10.0}) as port:
+        busy = socket.create_connection(("127.0.0.1", port))
+        idle = socket.create_connection(("127.0.0.1", port))
+        for s in (busy, idle):
+            s.settimeout(5)
+            s.sendall(request(body=b"ab"))
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        server = _running[-1]
+        server.should_exit = True  # what SIGTERM does: the shutdown starts
+        began = time.monotonic()
+        time.sleep(0.3)  # inside the 1 s drain
+        busy.sendall(request(body=b"abc"))
+        answer = busy.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"3")
+        assert b"connection: close" in answer.lower()
+        assert closed_after(busy, 2.0)[1] == b""
+        got = closed_after(idle, 5.0)[1]
+        seconds = time.monotonic() - began
+        assert got == b"" and 0.8 < seconds < 3.0, seconds  # after the drain (1 s)
+        busy.close()
+        idle.close()
 
 
 def test_https_with_a_self_signed_certificate(bundle, tmp_path):
