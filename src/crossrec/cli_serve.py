@@ -125,7 +125,7 @@ def serve(
     import uvicorn
 
     from crossrec.serving import app as serving
-    from crossrec.serving.listen import worker_socket
+    from crossrec.serving.listen import check_free, worker_socket
     from crossrec.serving.reload import SUPERVISOR_ENV
     from crossrec.serving.store import BundleSource
 
@@ -146,6 +146,7 @@ def serve(
             retrieval=_retrieval_config(retrieval, vectors, quantize_user_encoder, ef_search,
                                         nprobe))
         options = settings.uvicorn_options()  # TLS files checked before the bundle loads
+        check_free(host, port)  # so is the address
         source = BundleSource(bundle)
         b = source.load()
         api = serving.create_app(b, settings, source=source)  # checks keys, event store

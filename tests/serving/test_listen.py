@@ -59,3 +59,19 @@ def test_a_port_in_use_is_refused() -> None:
         busy.listen(1)
         with pytest.raises(OSError):
             worker_socket("127.0.0.1", busy.getsockname()[1])
+
+
+def test_a_taken_address_is_reported_before_anything_loads() -> None:
+    from crossrec.errors import ConfigError
+    from crossrec.serving.listen import check_free
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        with pytest.raises(ConfigError, match="cannot listen on 127.0.0.1"):
+            check_free("127.0.0.1", busy.getsockname()[1])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    check_free("127.0.0.1", free)  # a free port: nothing raised, nothing kept
+    check_free("127.0.0.1", free)

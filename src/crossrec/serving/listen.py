@@ -20,6 +20,21 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from crossrec.errors import ConfigError
+
+
+def check_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let it go: a taken port is reported before the bundle loads.
+
+    Raises:
+        ConfigError: the address cannot be bound (in use, not local, no permission).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        _bind(family, host, port, reuse_port=False).close()
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
 
 def _bind(family: int, host: str, port: int, reuse_port: bool) -> socket.socket:
     """A bound, not yet listening TCP socket; accepted connections inherit ``TCP_NODELAY``
